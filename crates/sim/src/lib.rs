@@ -8,5 +8,6 @@
 //!
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
+pub mod harbor;
 pub mod keycloak;
 pub mod tls;
