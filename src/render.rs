@@ -195,19 +195,18 @@ impl Output {
         }
     }
 
-    /// A repair's plan, before it is confirmed.
+    /// A repair's plan, before it is confirmed. A numbered list rather than
+    /// a table: values (subjects, issuers, names) must show whole, never
+    /// wrapped mid-value, so they can be read and copied exactly.
     pub fn print_plan(&self, title: &str, steps: &[PlanStep]) {
-        let mut t = self.table(true);
-        t.set_header(vec!["#", "action", "target", "change"]);
+        let mut text = format!("Plan: {title}");
         for (i, s) in steps.iter().enumerate() {
-            t.add_row(vec![
-                Cell::new(i + 1),
-                Cell::new(&s.action),
-                Cell::new(&s.target),
-                Cell::new(&s.detail),
-            ]);
+            text.push_str(&format!("\n  {:>2}. {} {}", i + 1, s.action, s.target));
+            for line in s.detail.lines() {
+                text.push_str(&format!("\n        {line}"));
+            }
         }
-        self.human(&format!("Plan: {title}\n{t}"));
+        self.human(&text);
     }
 
     /// A repair's result: the JSON document, or a closing line for people.

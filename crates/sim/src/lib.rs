@@ -8,5 +8,6 @@
 //!
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
+pub mod faults;
 pub mod postgres;
 pub mod tls;
