@@ -3,7 +3,9 @@
 //!
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
+//! - `harbor`: Harbor's REST API and its registry token service.
 
+pub mod harbor;
 pub mod keycloak;
 pub mod registry_db;
 pub mod tls;
