@@ -2,11 +2,18 @@
 //! for when the doctor cannot run.
 
 /// (id, one-line summary, text).
-pub const RUNBOOKS: &[(&str, &str, &str)] = &[(
-    "oidc-conflict",
-    "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
-    include_str!("../runbooks/oidc-conflict.md"),
-)];
+pub const RUNBOOKS: &[(&str, &str, &str)] = &[
+    (
+        "connectivity",
+        "Harbor, its database or Keycloak unreachable, or credentials refused; check connectivity",
+        include_str!("../runbooks/connectivity.md"),
+    ),
+    (
+        "oidc-conflict",
+        "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
+        include_str!("../runbooks/oidc-conflict.md"),
+    ),
+];
 
 /// Check ids whose runbook has another name.
 const ALIASES: &[(&str, &str)] = &[("oidc-users", "oidc-conflict"), ("teams", "provisioning")];

@@ -9,6 +9,7 @@
 //! Adding a known issue means adding a module here, its check id in
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
+pub mod connectivity;
 pub mod oidc_conflict;
 
 use anyhow::Result;
@@ -28,13 +29,12 @@ pub struct CheckOptions {
 pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
-        CheckId::Connectivity
-        | CheckId::MultiAttach
-        | CheckId::RegistryStrategy
-        | CheckId::CliLogin
-        | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
-            "the {} check is not available in this version of harbor-doctor yet",
-            id.as_str()
-        ))),
+        CheckId::Connectivity => connectivity::diagnose(ctx).await,
+        CheckId::MultiAttach | CheckId::RegistryStrategy | CheckId::CliLogin | CheckId::Teams => {
+            Ok(CheckOutcome::skipped(format!(
+                "the {} check is not available in this version of harbor-doctor yet",
+                id.as_str()
+            )))
+        }
     }
 }
