@@ -8,6 +8,7 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
 use crate::issues::oidc_conflict::OidcConflictRepair;
+use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
 use crate::{diagnose, repair, runbooks};
@@ -48,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             FixIssue::CliLogin => Err(not_yet("fix cli-login")),
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
-        Command::Provision(_) => Err(not_yet("provision")),
+        Command::Provision(args) => teams::provision(&ctx, &args).await,
         Command::DockerLogin(_) => Err(not_yet("docker-login")),
         Command::Lab(_) => Err(not_yet("lab")),
         Command::Runbook(args) => print_runbook(args.id.as_deref()),

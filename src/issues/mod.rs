@@ -11,6 +11,7 @@
 
 pub mod connectivity;
 pub mod oidc_conflict;
+pub mod teams;
 
 use anyhow::Result;
 
@@ -30,7 +31,8 @@ pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<C
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
         CheckId::Connectivity => connectivity::diagnose(ctx).await,
-        CheckId::MultiAttach | CheckId::RegistryStrategy | CheckId::CliLogin | CheckId::Teams => {
+        CheckId::Teams => teams::diagnose(ctx).await,
+        CheckId::MultiAttach | CheckId::RegistryStrategy | CheckId::CliLogin => {
             Ok(CheckOutcome::skipped(format!(
                 "the {} check is not available in this version of harbor-doctor yet",
                 id.as_str()
