@@ -8,4 +8,5 @@
 //!
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
+pub mod k8s;
 pub mod tls;
