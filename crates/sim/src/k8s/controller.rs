@@ -282,7 +282,7 @@ fn finish_foreground_deletions(store: &mut Store) -> bool {
         let uid = uid_of(&obj);
         let has_dependents = store
             .all()
-            .any(|(_, v)| store::owner_uids(v).iter().any(|u| *u == uid));
+            .any(|(_, v)| store::owner_uids(v).contains(&uid));
         if has_dependents {
             continue;
         }
@@ -323,6 +323,12 @@ fn schedule(store: &Store) -> Option<String> {
         .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
 }
 
+/// The address a simulated node reports (seeds number them from .10).
+pub(crate) fn node_ip(node: &str) -> String {
+    let n: u32 = node.bytes().map(u32::from).sum::<u32>() % 200;
+    format!("10.0.0.{}", 10 + n)
+}
+
 /// A pod made from a ReplicaSet's template, scheduled, with its containers
 /// still being created.
 pub(crate) fn pod_from_template(rs: &Value, node: Option<&str>) -> Value {
@@ -341,8 +347,13 @@ pub(crate) fn pod_from_template(rs: &Value, node: Option<&str>) -> Value {
     let now = store::now();
     let mut conditions =
         vec![json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now})];
+    let mut status =
+        json!({"phase": "Pending", "containerStatuses": containers, "qosClass": "BestEffort"});
     if let Some(node) = node {
         spec["nodeName"] = json!(node);
+        status["startTime"] = json!(now);
+        status["hostIP"] = json!(node_ip(node));
+        status["hostIPs"] = json!([{"ip": node_ip(node)}]);
         conditions.extend([
             json!({"type": "Initialized", "status": "True", "lastTransitionTime": now}),
             json!({"type": "Ready", "status": "False", "reason": "ContainersNotReady",
@@ -351,6 +362,7 @@ pub(crate) fn pod_from_template(rs: &Value, node: Option<&str>) -> Value {
                    "message": "containers with unready status", "lastTransitionTime": now}),
         ]);
     }
+    status["conditions"] = Value::Array(conditions);
     let mut labels = template["metadata"]["labels"].clone();
     if labels.is_null() {
         labels = json!({});
@@ -367,8 +379,7 @@ pub(crate) fn pod_from_template(rs: &Value, node: Option<&str>) -> Value {
                                  "uid": uid_of(rs), "controller": true, "blockOwnerDeletion": true}],
         },
         "spec": spec,
-        "status": {"phase": "Pending", "conditions": conditions, "containerStatuses": containers,
-                   "qosClass": "BestEffort"},
+        "status": status,
     }))
 }
 
@@ -622,7 +633,7 @@ pub(crate) fn mark_running(pod: &mut Value) {
             {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
         ],
-        "hostIP": "10.0.0.1",
+        "hostIP": pod["status"]["hostIP"].as_str().map(str::to_string).unwrap_or_else(|| node_ip(pod["spec"]["nodeName"].as_str().unwrap_or(""))),
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": started,

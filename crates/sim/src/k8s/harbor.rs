@@ -259,7 +259,7 @@ fn ensure_nodes(store: &mut Store, nodes: &[String]) -> Result<()> {
                                                 "kubernetes.io/arch": "amd64"}},
             "spec": {"podCIDR": format!("10.244.{i}.0/24")},
             "status": {
-                "addresses": [{"type": "InternalIP", "address": format!("10.0.0.{}", 10 + i)},
+                "addresses": [{"type": "InternalIP", "address": controller::node_ip(n)},
                               {"type": "Hostname", "address": n}],
                 "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
                 "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
@@ -347,6 +347,11 @@ fn container(name: &str, image: &str, port: u16) -> Value {
     json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
            "ports": [{"containerPort": port, "protocol": "TCP"}],
            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"})
+}
+
+fn mounting(mut container: Value, volume: &str, path: &str) -> Value {
+    container["volumeMounts"] = json!([{"name": volume, "mountPath": path}]);
+    container
 }
 
 /// A Deployment with one ReplicaSet (revision 1) and its running pods.
@@ -491,7 +496,7 @@ fn seed_harbor(store: &mut Store, seed: &HarborSeed) -> Result<HarborRelease> {
         "jobservice",
         &seed.jobservice_strategy,
         json!({
-            "containers": [container("jobservice", &format!("goharbor/harbor-jobservice:{v}"), 8080)],
+            "containers": [mounting(container("jobservice", &format!("goharbor/harbor-jobservice:{v}"), 8080), "job-logs", "/var/log/jobs")],
             "volumes": [{"name": "job-logs", "persistentVolumeClaim": {"claimName": jobservice_claim}}],
         }),
         &node(1),

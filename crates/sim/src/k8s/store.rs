@@ -269,6 +269,9 @@ impl Store {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let key = (storage, ns.clone(), name);
         let existed = self.objects.contains_key(&key);
+        if let Some(rt) = catalog::TYPES.iter().find(|t| t.storage == storage) {
+            default_object(rt, &mut obj);
+        }
         obj["metadata"]["resourceVersion"] = json!(self.next_rv());
         self.objects.insert(key, obj.clone());
         self.record(
@@ -938,10 +941,8 @@ fn default_object(rt: &ResourceType, obj: &mut Value) {
                 spec["progressDeadlineSeconds"] = json!(600);
             }
         }
-        "replicasets" | "statefulsets" => {
-            if obj["spec"]["replicas"].is_null() {
-                obj["spec"]["replicas"] = json!(1);
-            }
+        "replicasets" | "statefulsets" if obj["spec"]["replicas"].is_null() => {
+            obj["spec"]["replicas"] = json!(1);
         }
         "pods" => {
             let spec = &mut obj["spec"];
@@ -987,26 +988,20 @@ fn default_object(rt: &ResourceType, obj: &mut Value) {
                 obj["spec"]["clusterIPs"] = json!([ip]);
             }
         }
-        "persistentvolumeclaims" => {
-            if obj["status"]["phase"].is_null() {
-                let bound = obj["spec"]["volumeName"].is_string();
-                obj["status"]["phase"] = json!(if bound { "Bound" } else { "Pending" });
-                if bound {
-                    obj["status"]["accessModes"] = obj["spec"]["accessModes"].clone();
-                    obj["status"]["capacity"] = obj["spec"]["resources"]["requests"].clone();
-                }
+        "persistentvolumeclaims" if obj["status"]["phase"].is_null() => {
+            let bound = obj["spec"]["volumeName"].is_string();
+            obj["status"]["phase"] = json!(if bound { "Bound" } else { "Pending" });
+            if bound {
+                obj["status"]["accessModes"] = obj["spec"]["accessModes"].clone();
+                obj["status"]["capacity"] = obj["spec"]["resources"]["requests"].clone();
             }
         }
-        "persistentvolumes" => {
-            if obj["status"]["phase"].is_null() {
-                let bound = obj["spec"]["claimRef"].is_object();
-                obj["status"]["phase"] = json!(if bound { "Bound" } else { "Available" });
-            }
+        "persistentvolumes" if obj["status"]["phase"].is_null() => {
+            let bound = obj["spec"]["claimRef"].is_object();
+            obj["status"]["phase"] = json!(if bound { "Bound" } else { "Available" });
         }
-        "events" => {
-            if obj["type"].is_null() {
-                obj["type"] = json!("Normal");
-            }
+        "events" if obj["type"].is_null() => {
+            obj["type"] = json!("Normal");
         }
         _ => {}
     }
