@@ -1,1 +1,38 @@
-fn main() {}
+//! harbor-doctor's entry point: parse, dispatch, map the outcome to an exit
+//! code. Everything else lives in the library (src/lib.rs).
+
+use clap::Parser;
+
+use harbor_doctor::app;
+use harbor_doctor::cli::Cli;
+use harbor_doctor::outcome::{exit_code_of, ExitCode};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
+    app::init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(ExitCode::CannotRun.code());
+        }
+    };
+    let code = match runtime.block_on(app::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code_of(&e)
+        }
+    };
+    std::process::exit(code.code());
+}

@@ -8,5 +8,8 @@
 //!
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
+pub mod faults;
 pub mod k8s;
+pub mod keycloak;
+pub mod postgres;
 pub mod tls;

@@ -1,0 +1,88 @@
+//! Dispatches a parsed command line to the code that runs it.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, FixIssue};
+use crate::context::Ctx;
+use crate::issues::oidc_conflict::OidcConflictRepair;
+use crate::outcome::{refused, ExitCode};
+use crate::restore::RestoreRepair;
+use crate::{diagnose, repair, runbooks};
+
+/// Sets up logging on stderr: warnings only by default, more with -v,
+/// errors only with -q; RUST_LOG overrides.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "harbor_doctor=info,warn",
+        (false, 2) => "harbor_doctor=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn not_yet(what: &str) -> anyhow::Error {
+    refused(format!(
+        "`{what}` is not available in this version of harbor-doctor yet; nothing was changed"
+    ))
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx::new(cli.global);
+    match cli.command {
+        Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
+        Command::Fix(args) => match args.issue {
+            FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
+            FixIssue::MultiAttach => Err(not_yet("fix multi-attach")),
+            FixIssue::RegistryStrategy => Err(not_yet("fix registry-strategy")),
+            FixIssue::CliLogin => Err(not_yet("fix cli-login")),
+        },
+        Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
+        Command::Provision(_) => Err(not_yet("provision")),
+        Command::DockerLogin(_) => Err(not_yet("docker-login")),
+        Command::Lab(_) => Err(not_yet("lab")),
+        Command::Runbook(args) => print_runbook(args.id.as_deref()),
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(
+                args.shell,
+                &mut cmd,
+                "harbor-doctor",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+fn print_runbook(id: Option<&str>) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match id {
+        None => {
+            for (id, summary, _) in runbooks::RUNBOOKS {
+                writeln!(stdout, "{id:<20} {summary}")?;
+            }
+        }
+        Some(id) => match runbooks::find(id) {
+            Some(text) => write!(stdout, "{text}")?,
+            None => {
+                let ids: Vec<&str> = runbooks::RUNBOOKS.iter().map(|(id, _, _)| *id).collect();
+                return Err(refused(format!(
+                    "no runbook {id:?}; the runbooks are: {}",
+                    ids.join(", ")
+                )));
+            }
+        },
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,328 @@
+//! The command-line contract of DESIGN.md, as clap definitions.
+//!
+//! Scripts depend on these names, defaults and environment variables exactly;
+//! change them only together with DESIGN.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Find, explain and safely repair the known failure modes of Harbor \
+registries on Kubernetes behind OIDC (Keycloak).";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  healthy, or the repair was applied and verified, or a dry run
+  1  diagnose found a finding at or above --fail-on
+  2  usage error
+  3  could not run or refused (unreachable, rejected credentials, bad input, unsafe repair)
+  4  nothing changed: confirmation declined, or no terminal and no --yes
+  5  a repair started but did not complete (or its verification failed)
+
+Runbooks: harbor-doctor runbook";
+
+#[derive(Debug, Parser)]
+#[command(name = "harbor-doctor", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// The options every command takes (DESIGN.md, "Global options").
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOptions {
+    /// Kubeconfig file [default: $KUBECONFIG (which may list several files), else
+    /// ~/.kube/config; in-cluster config inside a pod]
+    // Not `env = "KUBECONFIG"`: that variable may hold a list of files, which
+    // the kube client merges itself when no path is given.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace Harbor is installed in
+    #[arg(
+        long,
+        env = "HARBOR_NAMESPACE",
+        default_value = "harbor",
+        global = true,
+        value_name = "NS"
+    )]
+    pub harbor_namespace: String,
+    /// Harbor's URL (discovered from the cluster when not given; http:// only when said explicitly)
+    #[arg(long, env = "HARBOR_URL", global = true, value_name = "URL")]
+    pub harbor_url: Option<String>,
+    /// Harbor admin username
+    #[arg(
+        long,
+        env = "HARBOR_USERNAME",
+        default_value = "admin",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub harbor_username: String,
+    /// Harbor admin password (default: from the chart's core Secret when readable)
+    #[arg(
+        long,
+        env = "HARBOR_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub harbor_password: Option<String>,
+    /// CA certificate (PEM) to verify Harbor's HTTPS certificate with, instead of the system roots
+    #[arg(long, env = "HARBOR_CA_CERT", global = true, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// Registry database URL, e.g. postgres://user:pw@host:5432/registry?sslmode=require
+    /// (default: discovered through the cluster)
+    #[arg(
+        long,
+        env = "HARBOR_DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub db_url: Option<String>,
+    /// Keycloak base URL, e.g. https://keycloak.example.com (optional)
+    #[arg(long, env = "KEYCLOAK_URL", global = true, value_name = "URL")]
+    pub keycloak_url: Option<String>,
+    /// Keycloak realm Harbor's users sign in through
+    #[arg(
+        long,
+        env = "KEYCLOAK_REALM",
+        default_value = "otomi",
+        global = true,
+        value_name = "REALM"
+    )]
+    pub keycloak_realm: String,
+    /// Keycloak admin username (master realm, admin-cli client)
+    #[arg(long, env = "KEYCLOAK_USERNAME", global = true, value_name = "NAME")]
+    pub keycloak_username: Option<String>,
+    /// Keycloak admin password
+    #[arg(
+        long,
+        env = "KEYCLOAK_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub keycloak_password: Option<String>,
+    /// The current OIDC issuer URL (default: Harbor's oidc_endpoint, else Keycloak's realm issuer)
+    #[arg(long, env = "HARBOR_OIDC_ISSUER", global = true, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Output format: tables for people, one JSON document for scripts
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: OutputFormat,
+    /// Do not ask for confirmation: apply the plan
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Show the plan and change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Where repairs write their backups
+    /// (default: $XDG_STATE_HOME/harbor-doctor/backups, else ~/.local/state/harbor-doctor/backups)
+    #[arg(
+        long,
+        env = "HARBOR_DOCTOR_BACKUP_DIR",
+        global = true,
+        value_name = "DIR"
+    )]
+    pub backup_dir: Option<PathBuf>,
+    /// Seconds allowed per request, and per check
+    #[arg(long, env = "HARBOR_DOCTOR_TIMEOUT", default_value_t = 30, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECONDS")]
+    pub timeout: u64,
+    /// More log output (repeat for more); RUST_LOG overrides
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Errors only; table output shows only findings
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all checks, or the ones named, and report findings
+    Diagnose(DiagnoseArgs),
+    /// Plan, confirm, apply and verify one repair
+    Fix(FixArgs),
+    /// Provision teams: Harbor project, members, robots, pull and push Secrets
+    Provision(ProvisionArgs),
+    /// Log the docker CLI in with a team's robot account
+    DockerLogin(DockerLoginArgs),
+    /// Put back what a repair changed, from its backup file
+    Restore(RestoreArgs),
+    /// Print a runbook (the list of runbooks when no id is given)
+    Runbook(RunbookArgs),
+    /// Start a simulated broken installation to practise on
+    Lab(LabArgs),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+/// The checks `diagnose` can run; their ids are also runbook ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum CheckId {
+    Connectivity,
+    OidcUsers,
+    MultiAttach,
+    RegistryStrategy,
+    CliLogin,
+    Teams,
+}
+
+impl CheckId {
+    pub const ALL: [CheckId; 6] = [
+        CheckId::Connectivity,
+        CheckId::OidcUsers,
+        CheckId::MultiAttach,
+        CheckId::RegistryStrategy,
+        CheckId::CliLogin,
+        CheckId::Teams,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::Connectivity => "connectivity",
+            CheckId::OidcUsers => "oidc-users",
+            CheckId::MultiAttach => "multi-attach",
+            CheckId::RegistryStrategy => "registry-strategy",
+            CheckId::CliLogin => "cli-login",
+            CheckId::Teams => "teams",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    Warning,
+    Problem,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// Checks to run (default: all)
+    #[arg(value_enum, value_name = "CHECK")]
+    pub checks: Vec<CheckId>,
+    /// With cli-login: check this user's CLI secret (from HARBOR_CLI_SECRET, a hidden prompt, or stdin)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Lowest severity that makes the exit code 1
+    #[arg(long, value_enum, default_value = "warning")]
+    pub fail_on: FailOn,
+}
+
+#[derive(Debug, Args)]
+pub struct FixArgs {
+    #[command(subcommand)]
+    pub issue: FixIssue,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FixIssue {
+    /// Repair users who cannot log in because their OIDC subject changed (409 conflict)
+    OidcConflict(OidcConflictArgs),
+    /// Delete the stale ReplicaSet whose pod holds a ReadWriteOnce volume
+    MultiAttach,
+    /// Switch Deployments that mount ReadWriteOnce volumes to strategy Recreate
+    RegistryStrategy,
+    /// Add offline_access to Harbor's OIDC scope so CLI secrets keep working
+    CliLogin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Point the user's OIDC link at the new subject (keeps memberships, ownerships, CLI secret)
+    Relink,
+    /// Delete the user the way Harbor does: memberships and link removed, name freed, row kept
+    SoftDelete,
+    /// Hard-delete the user's memberships, link and user row (refused for project owners)
+    Delete,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["user", "all"]))]
+pub struct OidcConflictArgs {
+    /// The Harbor username to repair
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Relink every stale link that diagnose finds (needs Keycloak), in one transaction
+    #[arg(long, conflicts_with_all = ["new_sub"])]
+    pub all: bool,
+    /// How to repair (default: relink when the new subject is known; otherwise it must be named)
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// The user's new OIDC subject (Keycloak user id), when Keycloak is not reachable
+    #[arg(long, value_name = "SUB")]
+    pub new_sub: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("teams").required(true).args(["team", "all"]))]
+pub struct ProvisionArgs {
+    /// Team id (repeatable): provisions project team-<ID> and namespace team-<ID>
+    #[arg(long, value_name = "ID")]
+    pub team: Vec<String>,
+    /// Every namespace named team-<id> except team-admin
+    #[arg(long)]
+    pub all: bool,
+    /// Teams provisioned at once
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Robot lifetime in days (default: never expires)
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub robot_duration: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RobotKind {
+    Push,
+    Pull,
+}
+
+#[derive(Debug, Args)]
+pub struct DockerLoginArgs {
+    /// Team id whose robot to log in with
+    #[arg(long, value_name = "ID")]
+    pub team: String,
+    /// Which robot
+    #[arg(long, value_enum, default_value = "push")]
+    pub robot: RobotKind,
+    /// Print a shell command that logs in, instead of logging in (the secret is not printed)
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup file written by a repair
+    #[arg(value_name = "BACKUP-FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    /// Runbook id (a check id, or oidc-conflict / provisioning)
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// A command to run inside the lab's environment; the lab stops when it exits
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

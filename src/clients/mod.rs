@@ -1,0 +1,29 @@
+//! One client module per system the doctor talks to. Checks and repairs
+//! never build URLs or SQL themselves: they call these.
+//!
+//! - `registry_db`: Harbor's PostgreSQL database (`registry`).
+//! - `keycloak`: Keycloak's admin REST API.
+
+pub mod keycloak;
+pub mod registry_db;
+pub mod tls;
+
+/// The error for a system that was not configured: no option, no
+/// environment variable, and nothing to discover it from. `diagnose` turns
+/// it into a skipped check; repairs turn it into exit 3 with its message.
+#[derive(Debug)]
+pub struct NotConfigured(pub String);
+
+impl std::fmt::Display for NotConfigured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotConfigured {}
+
+/// Whether an error (anywhere in its chain) means "not configured".
+pub fn is_not_configured(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| e.downcast_ref::<NotConfigured>().is_some())
+}

@@ -1,0 +1,85 @@
+//! The run's context: the global options, and the clients built from them
+//! on first use. A check asks the context for the client it needs; a system
+//! that was not configured yields [`NotConfigured`], which `diagnose` shows
+//! as a skipped check and a repair as exit 3.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::OnceCell;
+
+use crate::cli::GlobalOptions;
+use crate::clients::keycloak::{Keycloak, KeycloakSettings};
+use crate::clients::registry_db::{DbTarget, RegistryDb};
+use crate::clients::NotConfigured;
+use crate::render::Output;
+
+pub struct Ctx {
+    pub opts: GlobalOptions,
+    pub out: Output,
+    db: OnceCell<RegistryDb>,
+    keycloak: OnceCell<Option<Keycloak>>,
+}
+
+impl Ctx {
+    pub fn new(opts: GlobalOptions) -> Ctx {
+        let out = Output::new(&opts);
+        Ctx {
+            opts,
+            out,
+            db: OnceCell::new(),
+            keycloak: OnceCell::new(),
+        }
+    }
+
+    /// The per-request and per-check time limit.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.opts.timeout)
+    }
+
+    /// How long a repair waits for a row lock before giving up.
+    pub fn lock_wait(&self) -> Duration {
+        self.timeout().min(Duration::from_secs(10))
+    }
+
+    /// The registry database: `--db-url` when given.
+    pub async fn db(&self) -> Result<&RegistryDb> {
+        self.db
+            .get_or_try_init(|| async {
+                let target = match &self.opts.db_url {
+                    Some(url) if !url.trim().is_empty() => DbTarget::from_url(url.trim())?,
+                    _ => {
+                        return Err(anyhow::Error::new(NotConfigured(
+                            "no registry database: give --db-url / HARBOR_DATABASE_URL".into(),
+                        )))
+                    }
+                };
+                tracing::info!("connecting to the registry database {}", target.describe());
+                RegistryDb::connect(target, self.timeout()).await
+            })
+            .await
+    }
+
+    /// Keycloak, when `--keycloak-url` and the admin credentials are given.
+    pub async fn keycloak(&self) -> Result<Option<&Keycloak>> {
+        self.keycloak
+            .get_or_try_init(|| async {
+                let (Some(url), Some(user), Some(password)) = (
+                    self.opts.keycloak_url.as_ref(),
+                    self.opts.keycloak_username.as_ref(),
+                    self.opts.keycloak_password.as_ref(),
+                ) else {
+                    return Ok(None);
+                };
+                let settings = KeycloakSettings {
+                    base_url: url.clone(),
+                    realm: self.opts.keycloak_realm.clone(),
+                    username: user.clone(),
+                    password: password.clone(),
+                };
+                Keycloak::new(settings, self.timeout()).map(Some)
+            })
+            .await
+            .map(Option::as_ref)
+    }
+}

@@ -1,0 +1,40 @@
+//! The known issues, one module each, all of the same shape:
+//!
+//! - `diagnose(ctx) -> CheckOutcome`: read only; findings name their runbook
+//!   and a complete repair command (or none when no repair is safe);
+//! - a type implementing [`crate::repair::Repair`]: `plan` turns findings
+//!   into the list of changes, `apply` makes them after writing a backup,
+//!   `verify` diagnoses again.
+//!
+//! Adding a known issue means adding a module here, its check id in
+//! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
+
+pub mod oidc_conflict;
+
+use anyhow::Result;
+
+use crate::cli::CheckId;
+use crate::context::Ctx;
+use crate::report::CheckOutcome;
+
+/// Options some checks take from the `diagnose` command line.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `--user` for cli-login.
+    pub user: Option<String>,
+}
+
+/// Runs one check.
+pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
+    match id {
+        CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
+        CheckId::Connectivity
+        | CheckId::MultiAttach
+        | CheckId::RegistryStrategy
+        | CheckId::CliLogin
+        | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
+            "the {} check is not available in this version of harbor-doctor yet",
+            id.as_str()
+        ))),
+    }
+}

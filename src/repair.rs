@@ -1,0 +1,174 @@
+//! The one way every repair runs: plan, show, confirm, back up, apply,
+//! verify, report.
+//!
+//! A known-issue module implements [`Repair`]; [`run`] does the rest, so
+//! every repair honours `--dry-run`, `--yes`, the terminal rule and the exit
+//! codes in the same way. Errors keep their own exit code when they carry one
+//! (a lock wait that gave up is 3: nothing changed); any other error after
+//! the plan was confirmed is 5, because something may have started.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::backup::{Backup, BackupStore};
+use crate::confirm::confirm;
+use crate::context::Ctx;
+use crate::outcome::{exit_code_of, ExitCode, Failure};
+use crate::report::{PlanStep, RepairReport};
+
+/// What a repair's verification concluded.
+pub enum Verification {
+    Verified,
+    /// Applied, but the problem is still there (or the new state was not
+    /// reached in time): what was seen.
+    NotVerified(String),
+}
+
+/// A repair of one known issue. `plan` reads only; `apply` writes the
+/// backup through [`BackupSink`] before its first change.
+#[allow(async_fn_in_trait)]
+pub trait Repair {
+    /// The repair's id, as in `fix <ISSUE>` and the backup file name.
+    fn id(&self) -> &'static str;
+    /// Who or what is repaired, for the plan's title and the backup name.
+    fn subject(&self) -> String;
+    /// Decides what to change. An empty plan means there is nothing to do.
+    /// Refuses (exit 3) when the repair would be unsafe.
+    async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>>;
+    /// Makes the planned changes.
+    async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()>;
+    /// Checks that the problem is gone.
+    async fn verify(&mut self, ctx: &Ctx) -> Result<Verification>;
+    /// Lines to show after the plan (what is left alone and why).
+    fn notes(&self) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// Where a repair writes its backup; remembers the path so it is reported
+/// even when the repair fails after writing it.
+pub struct BackupSink {
+    store: BackupStore,
+    pub written: Option<PathBuf>,
+}
+
+impl BackupSink {
+    pub fn new(store: BackupStore) -> BackupSink {
+        BackupSink {
+            store,
+            written: None,
+        }
+    }
+
+    /// Writes the backup (fsynced) and returns its path.
+    pub fn write(&mut self, backup: &Backup) -> Result<PathBuf> {
+        let path = self.store.write(backup)?;
+        self.written = Some(path.clone());
+        Ok(path)
+    }
+}
+
+/// Runs a repair from plan to verification and returns the exit code.
+pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
+    let out = &ctx.out;
+    let steps = repair.plan(ctx).await?;
+    let title = format!("fix {} ({})", repair.id(), repair.subject());
+    let mut report = RepairReport {
+        repair: repair.id().to_string(),
+        plan: steps.clone(),
+        applied: false,
+        verified: false,
+        backup: None,
+    };
+    for note in repair.notes() {
+        out.info(note);
+    }
+    if steps.is_empty() {
+        out.info(format!("{title}: nothing to do."));
+        report.verified = true;
+        out.print_repair(&report);
+        return Ok(ExitCode::Ok);
+    }
+    out.print_plan(&title, &steps);
+    if ctx.opts.dry_run {
+        out.info("Dry run: nothing was changed.");
+        out.print_repair(&report);
+        return Ok(ExitCode::Ok);
+    }
+    if let Err(e) = confirm(
+        &format!("Apply these {} change(s)?", steps.len()),
+        ctx.opts.yes,
+    ) {
+        out.print_repair(&report);
+        return Err(e);
+    }
+
+    let mut sink = BackupSink::new(BackupStore::new(ctx.opts.backup_dir.as_deref())?);
+    let applied = repair.apply(ctx, &mut sink).await;
+    report.backup = sink.written.as_ref().map(|p| p.display().to_string());
+    if let Some(path) = &report.backup {
+        out.info(format!("Backup: {path}"));
+    }
+    if let Err(e) = applied {
+        out.print_repair(&report);
+        // An error that chose its code knows whether anything changed;
+        // any other may have struck half-way.
+        let code = if e.chain().any(|c| c.downcast_ref::<Failure>().is_some()) {
+            exit_code_of(&e)
+        } else {
+            ExitCode::Incomplete
+        };
+        return Err(Failure::new(code, format!("{e:#}")));
+    }
+    report.applied = true;
+
+    match repair.verify(ctx).await {
+        Ok(Verification::Verified) => {
+            report.verified = true;
+            out.info(format!("Applied and verified: {title}."));
+            out.print_repair(&report);
+            Ok(ExitCode::Ok)
+        }
+        Ok(Verification::NotVerified(seen)) => {
+            out.print_repair(&report);
+            Err(Failure::new(
+                ExitCode::Incomplete,
+                format!("the change was applied but verification failed: {seen}"),
+            ))
+        }
+        Err(e) => {
+            out.print_repair(&report);
+            Err(Failure::new(
+                ExitCode::Incomplete,
+                format!("the change was applied but could not be verified: {e:#}"),
+            ))
+        }
+    }
+}
+
+/// Quotes a value for a POSIX shell, so that repair commands printed in
+/// findings can be pasted as they are, whatever a username contains.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,/:@%+=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("alice"), "alice");
+        assert_eq!(shell_quote("bob#7"), "'bob#7'");
+        assert_eq!(shell_quote("o'neil; rm -rf /"), r"'o'\''neil; rm -rf /'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,24 @@
+//! The runbooks, embedded: the human version of each known-issue module,
+//! for when the doctor cannot run.
+
+/// (id, one-line summary, text).
+pub const RUNBOOKS: &[(&str, &str, &str)] = &[(
+    "oidc-conflict",
+    "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
+    include_str!("../runbooks/oidc-conflict.md"),
+)];
+
+/// Check ids whose runbook has another name.
+const ALIASES: &[(&str, &str)] = &[("oidc-users", "oidc-conflict"), ("teams", "provisioning")];
+
+pub fn find(id: &str) -> Option<&'static str> {
+    let id = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == id)
+        .map(|(_, real)| *real)
+        .unwrap_or(id);
+    RUNBOOKS
+        .iter()
+        .find(|(rid, _, _)| *rid == id)
+        .map(|(_, _, text)| *text)
+}

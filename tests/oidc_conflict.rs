@@ -1,0 +1,596 @@
+//! The OIDC conflicting-user issue end to end: the doctor binary against a
+//! real PostgreSQL holding Harbor's schema.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", stdout(o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_change_is_found_and_relinked_then_restored() {
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let bob = reg.oidc_user("bob", "b-sub", ISSUER).await;
+    let p = reg.add_project("team-a", alice).await;
+    reg.add_member(p, alice, 1).await;
+    let backups = tempfile::tempdir().unwrap();
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    let check = &doc["checks"][0];
+    assert_eq!(check["id"], "oidc-users");
+    assert_eq!(check["status"], "problem");
+    let findings = check["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{doc:#}");
+    let f = &findings[0];
+    assert_eq!(f["subject"], "user alice");
+    assert_eq!(f["severity"], "problem");
+    assert_eq!(f["runbook"], "oidc-conflict");
+    assert_eq!(f["evidence"]["stored_sub"], "a-sub");
+    assert_eq!(f["evidence"]["stored_issuer"], OLD_ISSUER);
+    assert_eq!(f["evidence"]["issuer"], ISSUER);
+    assert!(f["evidence"]["issuer_source"]
+        .as_str()
+        .unwrap()
+        .contains("oidc_endpoint"));
+    // Without Keycloak the new sub is unknown: no automatic repair, but the summary says what to do.
+    assert!(f["repair"].is_null());
+    assert!(f["summary"].as_str().unwrap().contains("--new-sub"));
+    assert_eq!(doc["summary"]["problem"], 1);
+
+    let before = reg.snapshot().await;
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+            "-o",
+            "json",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["repair"], "oidc-conflict");
+    assert_eq!(doc["applied"], true);
+    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["plan"].as_array().unwrap().len(), 1);
+    let backup = doc["backup"].as_str().unwrap().to_string();
+    assert!(
+        stderr(&o).contains(&backup),
+        "the backup path is printed on stderr"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        reg.subiss_of(alice).await,
+        vec![format!("{NEW_SUB}{ISSUER}")]
+    );
+    assert_eq!(
+        reg.subiss_of(bob).await,
+        vec![format!("b-sub{ISSUER}")],
+        "bob is untouched"
+    );
+    // Memberships and ownership are kept.
+    let n: i64 = reg
+        .sql
+        .query_one(
+            "SELECT count(*) FROM project_member WHERE entity_id = $1",
+            &[&alice],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+
+    // Restore puts the rows back exactly, update_time aside.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["restore", &backup, "--yes"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(reg.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_missing_terminal_change_nothing() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--dry-run",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("{NEW_SUB}{ISSUER}")),
+        "the plan shows the new value:\n{}",
+        stdout(&o)
+    );
+    assert_eq!(reg.snapshot().await, before);
+
+    // No terminal (assert_cmd gives none) and no --yes: refused with 4.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "-o",
+            "json",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 4);
+    assert!(stderr(&o).contains("--yes"));
+    assert_eq!(json(&o)["applied"], false);
+    assert_eq!(reg.snapshot().await, before);
+    assert!(
+        backups_in(backups.path()).is_empty(),
+        "no backup without a change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_owner_cannot_be_hard_deleted_but_can_be_soft_deleted() {
+    let reg = Registry::new().await;
+    let carol = reg.oidc_user("carol", "c-sub", OLD_ISSUER).await;
+    let p = reg.add_project("team-c", carol).await;
+    reg.add_member(p, carol, 1).await;
+    let lib = 1;
+    reg.add_member(lib, carol, 2).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "carol",
+            "--strategy",
+            "delete",
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("team-c"),
+        "names the project: {}",
+        stderr(&o)
+    );
+    assert_eq!(reg.snapshot().await, before);
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "carol",
+            "--strategy",
+            "soft-delete",
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    let r = reg
+        .sql
+        .query_one(
+            "SELECT username, email, deleted FROM harbor_user WHERE user_id = $1",
+            &[&carol],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), format!("carol#{carol}"));
+    assert_eq!(r.get::<_, String>(1), format!("carol@example.com#{carol}"));
+    assert!(r.get::<_, bool>(2));
+    assert!(reg.subiss_of(carol).await.is_empty());
+    let n: i64 = reg
+        .sql
+        .query_one(
+            "SELECT count(*) FROM project_member WHERE entity_id = $1 AND entity_type = 'u'",
+            &[&carol],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let owner: i32 = reg
+        .sql
+        .query_one("SELECT owner_id FROM project WHERE name = 'team-c'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, carol, "the project keeps its owner row");
+
+    // A restore while a new "carol" has been onboarded since would clash.
+    let backup = backups_in(backups.path()).pop().unwrap();
+    reg.oidc_user("carol", "c-sub-new", ISSUER).await;
+    let mid = reg.snapshot().await;
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["restore"]).arg(&backup).arg("--yes");
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("clash"), "{}", stderr(&o));
+    assert_eq!(reg.snapshot().await, mid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_delete_removes_memberships_link_and_user() {
+    let reg = Registry::new().await;
+    let dave = reg.oidc_user("dave", "d-sub", OLD_ISSUER).await;
+    reg.add_member(1, dave, 2).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "dave",
+            "--strategy",
+            "delete",
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    let n: i64 = reg
+        .sql
+        .query_one(
+            "SELECT count(*) FROM harbor_user WHERE user_id = $1",
+            &[&dave],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let n: i64 = reg
+        .sql
+        .query_one(
+            "SELECT count(*) FROM project_member WHERE entity_id = $1",
+            &[&dave],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // And restore brings all three kinds of rows back.
+    let backup = backups_in(backups.path()).pop().unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["restore"]).arg(&backup).arg("--yes");
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(reg.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_deleted_user_with_leftover_link_is_cleaned() {
+    let reg = Registry::new().await;
+    let erin = reg
+        .add_user("erin#9", Some("erin@example.com#9"), false)
+        .await;
+    reg.sql
+        .execute(
+            "UPDATE harbor_user SET deleted = true WHERE user_id = $1",
+            &[&erin],
+        )
+        .await
+        .unwrap();
+    reg.link(erin, "e-sub", ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    let f = &doc["checks"][0]["findings"][0];
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(
+        f["repair"],
+        "harbor-doctor fix oidc-conflict --user 'erin#9' --strategy soft-delete"
+    );
+
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "erin#9",
+            "--strategy",
+            "soft-delete",
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert!(reg.subiss_of(erin).await.is_empty());
+    let name: String = reg
+        .sql
+        .query_one(
+            "SELECT username FROM harbor_user WHERE user_id = $1",
+            &[&erin],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        name, "erin#9",
+        "an already deleted user is not renamed twice"
+    );
+    // With --fail-on problem a warning-only diagnosis exits 0.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "--fail-on", "problem"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_refuse_with_exit_3_and_change_nothing() {
+    let reg = Registry::new().await;
+    let root = reg.add_user("root", Some("root@example.com"), true).await;
+    reg.link(root, "r-sub", OLD_ISSUER).await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+    let long_sub = "x".repeat(250);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--user", "nobody", "--new-sub", NEW_SUB],
+            "no user named",
+        ),
+        (vec!["--user", "admin", "--new-sub", NEW_SUB], "local admin"),
+        (
+            vec!["--user", "root", "--strategy", "delete"],
+            "system administrator",
+        ),
+        (
+            vec!["--user", "root", "--strategy", "soft-delete"],
+            "system administrator",
+        ),
+        (
+            vec!["--user", "alice", "--new-sub", ""],
+            "--new-sub is empty",
+        ),
+        (
+            vec!["--user", "alice", "--new-sub", "   "],
+            "--new-sub is empty",
+        ),
+        (
+            vec!["--user", "alice", "--new-sub", &long_sub],
+            "at most 255",
+        ),
+        (
+            vec!["--user", "alice"],
+            "destructive repair is never the default",
+        ),
+        (
+            vec!["--user", "alice", "--strategy", "relink"],
+            "relink needs",
+        ),
+        (vec!["--all"], "needs Keycloak"),
+    ];
+    for (args, expect) in cases {
+        let o = run({
+            let mut c = doctor(&reg, backups.path());
+            c.args(["fix", "oidc-conflict", "--yes"]).args(&args);
+            c
+        })
+        .await;
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains(expect),
+            "{args:?}: expected {expect:?} in:\n{}",
+            stderr(&o)
+        );
+        assert_eq!(reg.snapshot().await, before, "{args:?} changed something");
+    }
+    // An OIDC sysadmin may be relinked.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "root",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        reg.subiss_of(root).await,
+        vec![format!("{NEW_SUB}{ISSUER}")]
+    );
+    // Usage errors are 2.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["fix", "oidc-conflict"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usernames_full_of_quotes_and_sql_are_data() {
+    let reg = Registry::new().await;
+    let evil = r#"o'neil"; DROP TABLE harbor_user; --"#;
+    let id = reg.add_user(evil, None, false).await;
+    reg.link(id, "q-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    assert_eq!(
+        json(&o)["checks"][0]["findings"][0]["subject"],
+        format!("user {evil}")
+    );
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            evil,
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(reg.subiss_of(id).await, vec![format!("{NEW_SUB}{ISSUER}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_findings_several_links_and_unlinked_users() {
+    let reg = Registry::new().await;
+    let frank = reg.oidc_user("frank", "f-sub", ISSUER).await;
+    reg.link(frank, "f-sub-2", ISSUER).await;
+    reg.add_user("local-bot", None, false).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    let subjects: Vec<&str> = doc["checks"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&"user frank"), "{subjects:?}");
+    assert!(subjects.contains(&"user local-bot"), "{subjects:?}");
+    assert_eq!(doc["checks"][0]["status"], "warning");
+    // Outside OIDC mode a user without a link is normal.
+    reg.sql
+        .execute(
+            "UPDATE properties SET v = 'db_auth' WHERE k = 'auth_mode'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    let doc = json(&o);
+    assert!(!doc["checks"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["subject"] == "user local-bot"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_option_wins_over_harbor_configuration() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.args([
+            "diagnose",
+            "oidc-users",
+            "-o",
+            "json",
+            "--issuer",
+            OLD_ISSUER,
+        ]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let f = &json(&o)["checks"][0]["findings"][0];
+    assert_eq!(f["evidence"]["issuer"], OLD_ISSUER);
+    assert!(f["evidence"]["issuer_source"]
+        .as_str()
+        .unwrap()
+        .contains("--issuer"));
+}
