@@ -46,7 +46,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fix(args) => match args.issue {
             FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
             FixIssue::MultiAttach => repair::run(&ctx, &mut MultiAttachRepair::new()).await,
-            FixIssue::RegistryStrategy => repair::run(&ctx, &mut RegistryStrategyRepair::new()).await,
+            FixIssue::RegistryStrategy => {
+                repair::run(&ctx, &mut RegistryStrategyRepair::new()).await
+            }
             FixIssue::CliLogin => Err(not_yet("fix cli-login")),
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,

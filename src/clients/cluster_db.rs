@@ -94,7 +94,11 @@ fn password_source(sts: &StatefulSet) -> (String, String) {
     for c in &containers {
         for env in c.env.iter().flatten() {
             if env.name == "POSTGRES_PASSWORD" {
-                if let Some(r) = env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+                if let Some(r) = env
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                {
                     return (r.name.clone(), r.key.clone());
                 }
             }
@@ -120,7 +124,11 @@ async fn running_pod(kube: &Kube, ns: &str, name: &str, what: &str) -> Result<Po
              the cluster; check `kubectl -n {ns} get pods`, or give --db-url"
         ))
     })?;
-    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if phase != "Running" {
         return Err(refused(format!(
             "the {what} pod {ns}/{name} is {phase}, not Running, so the registry database cannot be reached; \
@@ -143,7 +151,9 @@ pub async fn discover(kube: &Kube, ns: &str) -> Result<ClusterDatabase> {
     let statefulsets: Vec<StatefulSet> = kube.list_in(ns, Some(CHART_DB_LABELS), None).await?;
     let mut primaries: Vec<Pod> = kube.list_in(ns, Some(CNPG_PRIMARY_LABELS), None).await?;
     if primaries.is_empty() {
-        primaries = kube.list_in(ns, Some(CNPG_PRIMARY_LABELS_OLD), None).await?;
+        primaries = kube
+            .list_in(ns, Some(CNPG_PRIMARY_LABELS_OLD), None)
+            .await?;
     }
     let cluster_of = |p: &Pod| {
         p.metadata
@@ -155,14 +165,23 @@ pub async fn discover(kube: &Kube, ns: &str) -> Result<ClusterDatabase> {
     };
 
     // Harbor's own setting, when readable, says which database it uses.
-    let configmaps: Vec<ConfigMap> = kube.list_in(ns, Some("app=harbor,component=core"), None).await?;
-    let host = configmaps
-        .iter()
-        .find_map(|c| c.data.as_ref().and_then(|d| d.get("POSTGRESQL_HOST")).cloned());
+    let configmaps: Vec<ConfigMap> = kube
+        .list_in(ns, Some("app=harbor,component=core"), None)
+        .await?;
+    let core = configmaps.iter().find_map(|c| {
+        c.data
+            .as_ref()
+            .filter(|d| d.contains_key("POSTGRESQL_HOST"))
+    });
+    let host = core.and_then(|d| d.get("POSTGRESQL_HOST")).cloned();
     let wanted = host.as_deref().map(service_of_host);
 
     let chart = statefulsets.iter().find(|s| {
-        let service = s.spec.as_ref().map(|sp| sp.service_name.clone()).unwrap_or_default();
+        let service = s
+            .spec
+            .as_ref()
+            .map(|sp| sp.service_name.clone())
+            .unwrap_or_default();
         wanted.is_none_or(|w| w == name_of(*s) || Some(w) == service.as_deref())
     });
     let cnpg = primaries
@@ -170,7 +189,7 @@ pub async fn discover(kube: &Kube, ns: &str) -> Result<ClusterDatabase> {
         .find(|p| wanted.is_none_or(|w| w == format!("{}-rw", cluster_of(p))));
 
     match (chart, cnpg) {
-        (Some(sts), None) => chart_database(kube, ns, sts).await,
+        (Some(sts), None) => chart_database(kube, ns, sts, core).await,
         (None, Some(primary)) => cnpg_database(kube, ns, &cluster_of(primary), primary).await,
         (Some(sts), Some(primary)) => Err(refused(format!(
             "namespace {ns} holds both the chart's database ({}) and a CloudNativePG cluster ({}), and Harbor's \
@@ -190,7 +209,14 @@ pub async fn discover(kube: &Kube, ns: &str) -> Result<ClusterDatabase> {
     }
 }
 
-async fn chart_database(kube: &Kube, ns: &str, sts: &StatefulSet) -> Result<ClusterDatabase> {
+/// The chart's database. The user and database name are the chart's
+/// (postgres, registry) unless Harbor's core ConfigMap says otherwise.
+async fn chart_database(
+    kube: &Kube,
+    ns: &str,
+    sts: &StatefulSet,
+    core: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<ClusterDatabase> {
     let name = name_of(sts);
     let pod = format!("{name}-0");
     running_pod(kube, ns, &pod, "database").await?;
@@ -201,6 +227,11 @@ async fn chart_database(kube: &Kube, ns: &str, sts: &StatefulSet) -> Result<Clus
             "the Secret {ns}/{secret_name} has no {key}, so the database password is unknown; give --db-url"
         ))
     })?;
+    let setting = |key: &str| {
+        core.and_then(|d| d.get(key))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
     let service = sts
         .spec
         .as_ref()
@@ -213,13 +244,18 @@ async fn chart_database(kube: &Kube, ns: &str, sts: &StatefulSet) -> Result<Clus
         pod,
         service,
         secret: secret_name,
-        user: "postgres".into(),
-        dbname: "registry".into(),
+        user: setting("POSTGRESQL_USERNAME").unwrap_or_else(|| "postgres".into()),
+        dbname: setting("POSTGRESQL_DATABASE").unwrap_or_else(|| "registry".into()),
         password,
     })
 }
 
-async fn cnpg_database(kube: &Kube, ns: &str, cluster: &str, primary: &Pod) -> Result<ClusterDatabase> {
+async fn cnpg_database(
+    kube: &Kube,
+    ns: &str,
+    cluster: &str,
+    primary: &Pod,
+) -> Result<ClusterDatabase> {
     let pod = name_of(primary);
     running_pod(kube, ns, &pod, "CloudNativePG primary").await?;
     let secret_name = format!("{cluster}-app");

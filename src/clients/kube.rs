@@ -22,7 +22,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
@@ -143,7 +145,13 @@ impl Kube {
                 let config = Config::from_custom_kubeconfig(kc, &options)
                     .await
                     .map_err(|e| bad(&file, &e))?;
-                (config, Origin::Kubeconfig { context: name, file })
+                (
+                    config,
+                    Origin::Kubeconfig {
+                        context: name,
+                        file,
+                    },
+                )
             }
             None => match Kubeconfig::read() {
                 Ok(kc) => {
@@ -158,9 +166,18 @@ impl Kube {
                     let config = Config::from_custom_kubeconfig(kc, &options)
                         .await
                         .map_err(|e| bad(&file, &e))?;
-                    (config, Origin::Kubeconfig { context: name, file })
+                    (
+                        config,
+                        Origin::Kubeconfig {
+                            context: name,
+                            file,
+                        },
+                    )
                 }
-                Err(_) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && context.is_none() => {
+                Err(_)
+                    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+                        && context.is_none() =>
+                {
                     let config = Config::incluster().map_err(|e| {
                         refused(format!(
                             "running in a pod, but the service account's credentials cannot be read: {e}. \
@@ -251,16 +268,28 @@ impl Kube {
     }
 
     /// Every object of a namespaced kind in `ns` that matches the selectors.
-    pub async fn list_in<K>(&self, ns: &str, labels: Option<&str>, fields: Option<&str>) -> Result<Vec<K>>
+    pub async fn list_in<K>(
+        &self,
+        ns: &str,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Vec<K>>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         self.list_with(api, Some(ns), labels, fields).await
     }
 
     /// Every object of a cluster-scoped kind that matches the selectors.
-    pub async fn list_cluster<K>(&self, labels: Option<&str>, fields: Option<&str>) -> Result<Vec<K>>
+    pub async fn list_cluster<K>(
+        &self,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Vec<K>>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
     {
@@ -305,7 +334,10 @@ impl Kube {
     /// One namespaced object, or None when it does not exist.
     pub async fn get_in<K>(&self, ns: &str, name: &str) -> Result<Option<K>>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let (plural, group) = (K::plural(&()).to_string(), K::group(&()).to_string());
@@ -331,7 +363,10 @@ impl Kube {
     /// lets the garbage collector remove its dependents in the background.
     pub async fn delete_exact<K>(&self, ns: &str, name: &str, uid: &str) -> Result<()>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let (plural, group) = (K::plural(&()).to_string(), K::group(&()).to_string());
@@ -343,22 +378,37 @@ impl Kube {
             }),
             ..DeleteParams::default()
         };
-        api.delete(name, &dp)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.explain(Self::call("delete", Some(ns), Some(name), &plural, &group), e))
+        api.delete(name, &dp).await.map(|_| ()).map_err(|e| {
+            self.explain(
+                Self::call("delete", Some(ns), Some(name), &plural, &group),
+                e,
+            )
+        })
     }
 
     /// A strategic merge patch of a namespaced object.
-    pub async fn patch_strategic<K>(&self, ns: &str, name: &str, patch: &serde_json::Value) -> Result<K>
+    pub async fn patch_strategic<K>(
+        &self,
+        ns: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<K>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let (plural, group) = (K::plural(&()).to_string(), K::group(&()).to_string());
         api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
-            .map_err(|e| self.explain(Self::call("patch", Some(ns), Some(name), &plural, &group), e))
+            .map_err(|e| {
+                self.explain(
+                    Self::call("patch", Some(ns), Some(name), &plural, &group),
+                    e,
+                )
+            })
     }
 
     /// Opens a port-forward to `pod`:`port` and returns its byte stream.
@@ -375,9 +425,11 @@ impl Kube {
             .portforward(pod, &[port])
             .await
             .map_err(|e| self.explain(call, e))?;
-        let stream = forwarder
-            .take_stream(port)
-            .ok_or_else(|| refused(format!("the port-forward to {ns}/{pod} gave no stream for port {port}")))?;
+        let stream = forwarder.take_stream(port).ok_or_else(|| {
+            refused(format!(
+                "the port-forward to {ns}/{pod} gave no stream for port {port}"
+            ))
+        })?;
         let error = forwarder.take_error(port).map(|f| f.boxed());
         Ok(ForwardedStream {
             stream,
@@ -391,16 +443,18 @@ impl Kube {
     pub fn port_forward_opener(&self, ns: &str, pod: &str, port: u16) -> StreamOpener {
         let kube = self.clone();
         let (ns, pod) = (ns.to_string(), pod.to_string());
-        Arc::new(move || -> BoxFuture<'static, std::io::Result<Box<dyn DbStream>>> {
-            let (kube, ns, pod) = (kube.clone(), ns.clone(), pod.clone());
-            async move {
-                kube.port_forward(&ns, &pod, port)
-                    .await
-                    .map(|s| Box::new(s) as Box<dyn DbStream>)
-                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
-            }
-            .boxed()
-        })
+        Arc::new(
+            move || -> BoxFuture<'static, std::io::Result<Box<dyn DbStream>>> {
+                let (kube, ns, pod) = (kube.clone(), ns.clone(), pod.clone());
+                async move {
+                    kube.port_forward(&ns, &pod, port)
+                        .await
+                        .map(|s| Box::new(s) as Box<dyn DbStream>)
+                        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+                }
+                .boxed()
+            },
+        )
     }
 }
 
@@ -433,7 +487,10 @@ impl ForwardedStream {
         match fut.poll_unpin(cx) {
             Poll::Ready(Some(message)) => {
                 self.error = None;
-                Some(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, message))
+                Some(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    message,
+                ))
             }
             Poll::Ready(None) => {
                 self.error = None;
@@ -445,7 +502,11 @@ impl ForwardedStream {
 }
 
 impl AsyncRead for ForwardedStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if let Some(e) = this.poll_error(cx) {
             return Poll::Ready(Err(e));
@@ -455,7 +516,11 @@ impl AsyncRead for ForwardedStream {
 }
 
 impl AsyncWrite for ForwardedStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         if let Some(e) = this.poll_error(cx) {
             return Poll::Ready(Err(e));

@@ -51,12 +51,17 @@ impl HarborDeployment {
 
 /// Whether access modes allow only one node.
 pub fn single_node(modes: &[String]) -> bool {
-    modes.iter().any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
+    modes
+        .iter()
+        .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
         && !modes.iter().any(|m| m == "ReadWriteMany")
 }
 
 /// The single-node claims a pod spec mounts.
-pub fn single_node_claims(spec: Option<&PodSpec>, claims: &BTreeMap<String, PersistentVolumeClaim>) -> Vec<SingleNodeClaim> {
+pub fn single_node_claims(
+    spec: Option<&PodSpec>,
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+) -> Vec<SingleNodeClaim> {
     let mut out = Vec::new();
     for v in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
         let Some(source) = &v.persistent_volume_claim else {
@@ -66,7 +71,9 @@ pub fn single_node_claims(spec: Option<&PodSpec>, claims: &BTreeMap<String, Pers
             continue;
         };
         let spec = pvc.spec.as_ref();
-        let modes = spec.and_then(|s| s.access_modes.clone()).unwrap_or_default();
+        let modes = spec
+            .and_then(|s| s.access_modes.clone())
+            .unwrap_or_default();
         if single_node(&modes) {
             out.push(SingleNodeClaim {
                 claim: source.claim_name.clone(),
@@ -94,7 +101,10 @@ pub async fn harbor_deployments(ctx: &Ctx) -> Result<(&Kube, Vec<HarborDeploymen
     let found = deployments
         .into_iter()
         .filter_map(|d| {
-            let mounted = single_node_claims(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()), &claims);
+            let mounted = single_node_claims(
+                d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+                &claims,
+            );
             (!mounted.is_empty()).then_some(HarborDeployment {
                 deployment: d,
                 claims: mounted,
@@ -111,13 +121,19 @@ pub fn cluster_flags(ctx: &Ctx) -> String {
     use crate::repair::shell_quote;
     let mut flags = String::new();
     if let Some(path) = &ctx.opts.kubeconfig {
-        flags.push_str(&format!(" --kubeconfig {}", shell_quote(&path.display().to_string())));
+        flags.push_str(&format!(
+            " --kubeconfig {}",
+            shell_quote(&path.display().to_string())
+        ));
     }
     if let Some(context) = &ctx.opts.context {
         flags.push_str(&format!(" --context {}", shell_quote(context)));
     }
     if ctx.opts.harbor_namespace != "harbor" {
-        flags.push_str(&format!(" --harbor-namespace {}", shell_quote(&ctx.opts.harbor_namespace)));
+        flags.push_str(&format!(
+            " --harbor-namespace {}",
+            shell_quote(&ctx.opts.harbor_namespace)
+        ));
     }
     flags
 }

@@ -33,11 +33,11 @@ pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<C
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
         CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
         CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
-        CheckId::Connectivity
-        | CheckId::CliLogin
-        | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
-            "the {} check is not available in this version of harbor-doctor yet",
-            id.as_str()
-        ))),
+        CheckId::Connectivity | CheckId::CliLogin | CheckId::Teams => {
+            Ok(CheckOutcome::skipped(format!(
+                "the {} check is not available in this version of harbor-doctor yet",
+                id.as_str()
+            )))
+        }
     }
 }

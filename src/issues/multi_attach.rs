@@ -35,7 +35,9 @@ use serde_json::{json, Value};
 use crate::backup::{Backup, BackupItem};
 use crate::clients::kube::Kube;
 use crate::context::Ctx;
-use crate::issues::harbor_workloads::{cluster_flags, harbor_deployments, HarborDeployment, SingleNodeClaim, HARBOR_LABELS};
+use crate::issues::harbor_workloads::{
+    cluster_flags, harbor_deployments, HarborDeployment, SingleNodeClaim, HARBOR_LABELS,
+};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
@@ -60,7 +62,9 @@ pub struct MultiAttachMessage {
 }
 
 pub fn parse_message(message: &str) -> Option<MultiAttachMessage> {
-    let rest = message.trim().strip_prefix("Multi-Attach error for volume \"")?;
+    let rest = message
+        .trim()
+        .strip_prefix("Multi-Attach error for volume \"")?;
     let (volume, rest) = rest.split_once('"')?;
     let rest = rest.trim_start().strip_prefix("Volume is already ")?.trim();
     let count_of = |s: &str| -> Option<u32> {
@@ -206,17 +210,26 @@ fn mounts_claim(pod: &Pod, claim: &str) -> bool {
         .as_ref()
         .and_then(|s| s.volumes.as_ref())
         .is_some_and(|vs| {
-            vs.iter()
-                .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
+            vs.iter().any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.claim_name == claim)
+            })
         })
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 fn node_of(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -229,10 +242,16 @@ fn is_ready(pod: &Pod) -> bool {
 /// A pod that waits for its volumes: scheduled, Pending, containers not
 /// started (ContainerCreating, or no status yet).
 fn waiting_for_volumes(pod: &Pod) -> bool {
-    if phase(pod) != "Pending" || node_of(pod).is_empty() || pod.metadata.deletion_timestamp.is_some() {
+    if phase(pod) != "Pending"
+        || node_of(pod).is_empty()
+        || pod.metadata.deletion_timestamp.is_some()
+    {
         return false;
     }
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
     match statuses {
         None => true,
         Some(cs) => cs.iter().all(|c| {
@@ -253,7 +272,10 @@ fn pod_state(pod: &Pod) -> String {
         .status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()));
+        .and_then(|cs| {
+            cs.iter()
+                .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+        });
     match waiting {
         Some(w) => format!("{} ({w})", phase(pod)),
         None if is_ready(pod) => format!("{} (ready)", phase(pod)),
@@ -261,7 +283,11 @@ fn pod_state(pod: &Pod) -> String {
     }
 }
 
-async fn node_state(kube: &Kube, cache: &mut BTreeMap<String, NodeState>, node: &str) -> Result<NodeState> {
+async fn node_state(
+    kube: &Kube,
+    cache: &mut BTreeMap<String, NodeState>,
+    node: &str,
+) -> Result<NodeState> {
     if let Some(s) = cache.get(node) {
         return Ok(s.clone());
     }
@@ -294,7 +320,11 @@ fn event_seen(e: &Event) -> EventSeen {
         .last_timestamp
         .as_ref()
         .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
-        .or_else(|| e.event_time.as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)))
+        .or_else(|| {
+            e.event_time
+                .as_ref()
+                .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+        })
         .unwrap_or(Value::Null);
     let count = e
         .series
@@ -329,7 +359,11 @@ async fn examine(ctx: &Ctx) -> Result<(Vec<Stuck>, Vec<String>)> {
         replicasets: kube.list_in(ns, Some(HARBOR_LABELS), None).await?,
         pods: kube.list_in(ns, None, None).await?,
         events: kube
-            .list_in(ns, None, Some("involvedObject.kind=Pod,reason=FailedAttachVolume"))
+            .list_in(
+                ns,
+                None,
+                Some("involvedObject.kind=Pod,reason=FailedAttachVolume"),
+            )
             .await?,
         attachments: kube.list_cluster(None, None).await?,
     };
@@ -360,7 +394,8 @@ async fn examine_deployment(
         .find(|rs| d_rev.is_some() && revision_of(&rs.metadata) == d_rev)
         .or_else(|| owned.iter().max_by_key(|rs| revision_of(&rs.metadata)))
         .copied();
-    let owned_uids: BTreeMap<String, &ReplicaSet> = owned.iter().map(|rs| (uid(*rs), *rs)).collect();
+    let owned_uids: BTreeMap<String, &ReplicaSet> =
+        owned.iter().map(|rs| (uid(*rs), *rs)).collect();
     let owner_set = |rs: &ReplicaSet| OwnerSet {
         name: name(rs),
         uid: uid(rs),
@@ -391,9 +426,12 @@ async fn examine_deployment(
                 })
                 .map(event_seen)
                 .filter(|e| {
-                    e.parsed
-                        .as_ref()
-                        .is_some_and(|p| claim.persistent_volume.as_deref().is_none_or(|pv| pv == p.volume))
+                    e.parsed.as_ref().is_some_and(|p| {
+                        claim
+                            .persistent_volume
+                            .as_deref()
+                            .is_none_or(|pv| pv == p.volume)
+                    })
                 })
                 .max_by(|a, b| a.last_seen.to_string().cmp(&b.last_seen.to_string()));
             let named: BTreeSet<String> = event
@@ -408,12 +446,16 @@ async fn examine_deployment(
                     continue;
                 }
                 let other_node = node_of(other).to_string();
-                let holds = mounts_claim(other, &claim.claim) && !other_node.is_empty() && other_node != pod_node;
+                let holds = mounts_claim(other, &claim.claim)
+                    && !other_node.is_empty()
+                    && other_node != pod_node;
                 if !holds && !named.contains(&other_name) {
                     continue;
                 }
                 let (owner, foreign_owner) = match controller_uid(other) {
-                    Some((_, _, u)) if owned_uids.contains_key(&u) => (Some(owner_set(owned_uids[&u])), None),
+                    Some((_, _, u)) if owned_uids.contains_key(&u) => {
+                        (Some(owner_set(owned_uids[&u])), None)
+                    }
                     Some((kind, n, _)) => (None, Some(format!("{kind} {n}"))),
                     None => (None, Some("no owner (a bare pod)".into())),
                 };
@@ -469,7 +511,10 @@ async fn examine_deployment(
                     h.name,
                     h.foreign_owner.clone().unwrap_or_default()
                 ))
-            } else if holders.iter().any(|h| h.owner.as_ref().is_some_and(|o| o.current)) {
+            } else if holders
+                .iter()
+                .any(|h| h.owner.as_ref().is_some_and(|o| o.current))
+            {
                 Verdict::HolderIsCurrent
             } else {
                 let mut sets: Vec<OwnerSet> = vec![];
@@ -508,7 +553,12 @@ fn finding(ctx: &Ctx, s: &Stuck) -> Finding {
         .claim
         .persistent_volume
         .clone()
-        .or_else(|| s.event.as_ref().and_then(|e| e.parsed.as_ref()).map(|p| p.volume.clone()))
+        .or_else(|| {
+            s.event
+                .as_ref()
+                .and_then(|e| e.parsed.as_ref())
+                .map(|p| p.volume.clone())
+        })
         .unwrap_or_else(|| "(unbound)".into());
     let holder_names: Vec<String> = s.holders.iter().map(|h| h.name.clone()).collect();
     let holder_nodes: Vec<String> = s.nodes.keys().cloned().collect();
@@ -669,7 +719,10 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
             ctx.opts.harbor_namespace
         )
     } else {
-        format!("checked Deployment(s) with ReadWriteOnce claims: {}", checked.join(", "))
+        format!(
+            "checked Deployment(s) with ReadWriteOnce claims: {}",
+            checked.join(", ")
+        )
     });
     out.findings = stuck.iter().map(|s| finding(ctx, s)).collect();
     Ok(out)
@@ -743,7 +796,10 @@ impl Repair for MultiAttachRepair {
         for s in &stuck {
             match &s.verdict {
                 Verdict::DeleteStale(sets) => {
-                    self.waiting.entry(s.deployment.clone()).or_default().push(s.pod.clone());
+                    self.waiting
+                        .entry(s.deployment.clone())
+                        .or_default()
+                        .push(s.pod.clone());
                     for o in sets {
                         if self.targets.iter().any(|t| t.uid == o.uid) {
                             continue;
@@ -832,10 +888,18 @@ impl Repair for MultiAttachRepair {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        backups.write(&Backup::new(REPAIR, &self.subject(), &kube.describe(), items))?;
+        backups.write(&Backup::new(
+            REPAIR,
+            &self.subject(),
+            &kube.describe(),
+            items,
+        ))?;
         let mut deleted: Vec<String> = vec![];
         for t in &self.targets {
-            if let Err(e) = kube.delete_exact::<ReplicaSet>(ns, &t.replicaset, &t.uid).await {
+            if let Err(e) = kube
+                .delete_exact::<ReplicaSet>(ns, &t.replicaset, &t.uid)
+                .await
+            {
                 return Err(incomplete(format!(
                     "deleting ReplicaSet {ns}/{} failed: {e:#}. {}; nothing else was changed. The backup holds the \
                      ReplicaSet(s) as they were",
@@ -850,7 +914,9 @@ impl Repair for MultiAttachRepair {
             ctx.out.info(format!(
                 "Deleted ReplicaSet {ns}/{} (revision {}).",
                 t.replicaset,
-                t.revision.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
+                t.revision
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "?".into())
             ));
             deleted.push(t.replicaset.clone());
         }
@@ -863,7 +929,8 @@ impl Repair for MultiAttachRepair {
         let wait = verify_wait(ctx);
         let started = Instant::now();
         let progress = Progress::new(ctx);
-        let mut deployments: Vec<String> = self.targets.iter().map(|t| t.deployment.clone()).collect();
+        let mut deployments: Vec<String> =
+            self.targets.iter().map(|t| t.deployment.clone()).collect();
         deployments.dedup();
         loop {
             let mut states = vec![];
@@ -895,7 +962,12 @@ impl Repair for MultiAttachRepair {
 
 /// Whether a Deployment's pods are all ready (and the pods that were stuck
 /// are running or replaced), and a line describing them.
-async fn rollout_state(kube: &Kube, ns: &str, deployment: &str, waiting: Option<&Vec<String>>) -> Result<(bool, String)> {
+async fn rollout_state(
+    kube: &Kube,
+    ns: &str,
+    deployment: &str,
+    waiting: Option<&Vec<String>>,
+) -> Result<(bool, String)> {
     let Some(d) = kube.get_in::<Deployment>(ns, deployment).await? else {
         return Ok((false, format!("Deployment {deployment} no longer exists")));
     };
@@ -909,16 +981,22 @@ async fn rollout_state(kube: &Kube, ns: &str, deployment: &str, waiting: Option<
         .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
         .count();
     let stuck_left = waiting.is_some_and(|w| {
-        pods.iter()
-            .any(|p| w.contains(&name(p)) && !is_ready(p) && p.metadata.deletion_timestamp.is_none())
+        pods.iter().any(|p| {
+            w.contains(&name(p)) && !is_ready(p) && p.metadata.deletion_timestamp.is_none()
+        })
     });
     let mut parts: Vec<String> = pods
         .iter()
         .map(|p| format!("{} {} on {}", name(p), pod_state(p), node_of(p)))
         .collect();
     parts.sort();
-    let ok = ready >= desired && !stuck_left && pods.iter().all(|p| p.metadata.deletion_timestamp.is_none());
-    Ok((ok, format!("{deployment} {ready}/{desired} ready: {}", parts.join(", "))))
+    let ok = ready >= desired
+        && !stuck_left
+        && pods.iter().all(|p| p.metadata.deletion_timestamp.is_none());
+    Ok((
+        ok,
+        format!("{deployment} {ready}/{desired} ready: {}", parts.join(", ")),
+    ))
 }
 
 /// Progress while waiting: a spinner on a terminal, a line per change
@@ -986,12 +1064,22 @@ mod tests {
             "Multi-Attach error for volume \"{pv}\" Volume is already used by pod(s) harbor-registry-a-1 and 2 pod(s) in different namespaces"
         ))
         .unwrap();
-        assert_eq!((m.pods.clone(), m.other_namespaces, m.form), (vec!["harbor-registry-a-1".to_string()], 2, "used-by-pods-and-other-namespaces"));
+        assert_eq!(
+            (m.pods.clone(), m.other_namespaces, m.form),
+            (
+                vec!["harbor-registry-a-1".to_string()],
+                2,
+                "used-by-pods-and-other-namespaces"
+            )
+        );
         let m = parse_message(&format!(
             "Multi-Attach error for volume \"{pv}\" Volume is already used by 3 pod(s) in different namespaces"
         ))
         .unwrap();
-        assert_eq!((m.other_namespaces, m.form), (3, "used-in-other-namespaces"));
+        assert_eq!(
+            (m.other_namespaces, m.form),
+            (3, "used-in-other-namespaces")
+        );
         assert!(parse_message("AttachVolume.Attach failed for volume \"x\"").is_none());
     }
 }

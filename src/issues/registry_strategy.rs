@@ -39,16 +39,26 @@ fn strategy_of(d: &Deployment) -> DeploymentStrategy {
         .unwrap_or_default()
 }
 
-fn describe_strategy(s: &DeploymentStrategy) -> String {
+/// A strategy as people read it: `RollingUpdate (maxSurge 25%, maxUnavailable 25%)`.
+pub fn describe_strategy(s: &DeploymentStrategy) -> String {
     let ty = s.type_.clone().unwrap_or_else(|| "RollingUpdate".into());
     match &s.rolling_update {
         Some(ru) => {
-            let v = |x: &Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| match x {
-                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i)) => i.to_string(),
-                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => s.clone(),
+            let v = |x: &Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| match x
+            {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i)) => {
+                    i.to_string()
+                }
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+                    s.clone()
+                }
                 None => "default".into(),
             };
-            format!("{ty} (maxSurge {}, maxUnavailable {})", v(&ru.max_surge), v(&ru.max_unavailable))
+            format!(
+                "{ty} (maxSurge {}, maxUnavailable {})",
+                v(&ru.max_surge),
+                v(&ru.max_unavailable)
+            )
         }
         None => ty,
     }
@@ -66,7 +76,13 @@ fn fix_command(ctx: &Ctx) -> String {
 async fn examine(ctx: &Ctx) -> Result<(Vec<HarborDeployment>, Vec<String>)> {
     let (_, found) = harbor_deployments(ctx).await?;
     let checked = found.iter().map(|d| d.name().to_string()).collect();
-    Ok((found.into_iter().filter(|d| !is_recreate(&d.deployment)).collect(), checked))
+    Ok((
+        found
+            .into_iter()
+            .filter(|d| !is_recreate(&d.deployment))
+            .collect(),
+        checked,
+    ))
 }
 
 /// `diagnose registry-strategy`.
@@ -185,7 +201,12 @@ impl Repair for RegistryStrategyRepair {
             .iter()
             .map(|d| Target {
                 name: d.name().to_string(),
-                resource_version: d.deployment.metadata.resource_version.clone().unwrap_or_default(),
+                resource_version: d
+                    .deployment
+                    .metadata
+                    .resource_version
+                    .clone()
+                    .unwrap_or_default(),
                 strategy: strategy_of(&d.deployment),
             })
             .collect();
@@ -196,7 +217,10 @@ impl Repair for RegistryStrategyRepair {
                 PlanStep::new(
                     "patch",
                     format!("deployment {ns}/{}", t.name),
-                    format!("spec.strategy: {} -> Recreate", describe_strategy(&t.strategy)),
+                    format!(
+                        "spec.strategy: {} -> Recreate",
+                        describe_strategy(&t.strategy)
+                    ),
                 )
             })
             .collect())
@@ -221,7 +245,12 @@ impl Repair for RegistryStrategyRepair {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        backups.write(&Backup::new(REPAIR, &self.subject(), &kube.describe(), items))?;
+        backups.write(&Backup::new(
+            REPAIR,
+            &self.subject(),
+            &kube.describe(),
+            items,
+        ))?;
         let mut patched: Vec<String> = vec![];
         for t in &self.targets {
             if let Err(e) = kube
@@ -250,7 +279,11 @@ impl Repair for RegistryStrategyRepair {
         for t in &self.targets {
             match kube.get_in::<Deployment>(ns, &t.name).await? {
                 Some(d) if is_recreate(&d) && strategy_of(&d).rolling_update.is_none() => {}
-                Some(d) => wrong.push(format!("{} is {}", t.name, describe_strategy(&strategy_of(&d)))),
+                Some(d) => wrong.push(format!(
+                    "{} is {}",
+                    t.name,
+                    describe_strategy(&strategy_of(&d))
+                )),
                 None => wrong.push(format!("{} no longer exists", t.name)),
             }
         }
