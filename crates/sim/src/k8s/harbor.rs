@@ -440,8 +440,8 @@ fn seed_harbor(store: &mut Store, seed: &HarborSeed) -> Result<HarborRelease> {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("{fullname}-core"), "namespace": ns, "labels": with_component(&labels, "core")},
             "data": {"EXT_ENDPOINT": format!("https://{}", seed.external_host), "DATABASE_TYPE": "postgresql",
-                     "POSTGRESQL_HOST": db_host, "POSTGRESQL_PORT": "5432", "POSTGRESQL_USERNAME": "postgres",
-                     "POSTGRESQL_DATABASE": "registry", "POSTGRESQL_SSLMODE": "disable",
+                     "POSTGRESQL_HOST": db_host, "POSTGRESQL_PORT": "5432", "POSTGRESQL_USERNAME": seed.database_user,
+                     "POSTGRESQL_DATABASE": seed.database_name, "POSTGRESQL_SSLMODE": "disable",
                      "REGISTRY_URL": format!("http://{fullname}-registry:5000")},
         }),
     )?;
