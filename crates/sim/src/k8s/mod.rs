@@ -53,7 +53,7 @@ pub use harbor::{
     CnpgCluster, CnpgSeed, HarborRelease, HarborSeed, MultiAttachMessage, MultiAttachOptions,
     MultiAttachScene,
 };
-pub use rbac::PolicyRule;
+pub use rbac::{AccessRequest, PolicyRule};
 
 use crate::tls::{ServerHandle, TestPki};
 use rbac::Principal;
