@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 use crate::clients::kube::Kube;
-use crate::clients::registry_db::{DbStream, DbTarget, SslMode, StreamOpener};
+use crate::clients::registry_db::{DbLogin, DbStream, DbTarget, SslMode, StreamOpener};
 use crate::clients::NotConfigured;
 use crate::outcome::refused;
 
@@ -288,9 +288,15 @@ pub fn target(kube: &Kube, db: &ClusterDatabase) -> Result<DbTarget> {
         Layout::Chart { statefulset } => format!("chart database {statefulset}"),
         Layout::CloudNativePg { cluster } => format!("CloudNativePG cluster {cluster}"),
     };
+    let login = DbLogin {
+        host: format!("{}.{}.svc", db.service, db.namespace),
+        port: PORT,
+        user: db.user.clone(),
+        password: db.password.clone(),
+        dbname: db.dbname.clone(),
+    };
     if kube.in_cluster() {
-        let host = format!("{}.{}.svc", db.service, db.namespace);
-        let address = format!("{host}:{PORT}");
+        let address = format!("{}:{PORT}", login.host);
         let opener: StreamOpener = Arc::new(move || {
             let address = address.clone();
             async move {
@@ -301,22 +307,14 @@ pub fn target(kube: &Kube, db: &ClusterDatabase) -> Result<DbTarget> {
             .boxed()
         });
         DbTarget::over_stream(
-            &host,
-            PORT,
-            &db.user,
-            &db.password,
-            &db.dbname,
+            &login,
             SslMode::Prefer,
             opener,
             &format!("({what}, Service {})", db.service),
         )
     } else {
         DbTarget::over_stream(
-            &format!("{}.{}.svc", db.service, db.namespace),
-            PORT,
-            &db.user,
-            &db.password,
-            &db.dbname,
+            &login,
             SslMode::Prefer,
             kube.port_forward_opener(&db.namespace, &db.pod, PORT),
             &format!("({what}, port-forward to pod {}/{})", db.namespace, db.pod),
