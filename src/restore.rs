@@ -349,6 +349,9 @@ impl RestoreRepair {
                 .patch_strategic::<Deployment>(&s.namespace, &s.name, &patch)
                 .await
             {
+                if done.is_empty() && crate::clients::kube::is_denied(&e) {
+                    return Err(refused(format!("{e:#}. Nothing was changed")));
+                }
                 return Err(incomplete(format!(
                     "putting back the strategy of Deployment {}/{} failed: {e:#}. {}",
                     s.namespace,

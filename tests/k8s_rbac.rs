@@ -260,7 +260,7 @@ async fn the_commands_run_with_only_their_roles() {
     // The diagnose account cannot repair; the repair account can.
     let mut cmd = c.doctor_as("diagnose-sa", roles.effective(&roles.diagnose));
     cmd.args(["fix", "registry-strategy", "--yes"]);
-    doctor(cmd, 5).await;
+    doctor(cmd, 3).await;
     for fix in [
         vec!["fix", "multi-attach", "--yes"],
         vec!["fix", "registry-strategy", "--yes"],

@@ -444,12 +444,14 @@ async fn clusters_that_refuse_say_what_to_do() {
     let _ = roll(&c, "harbor-registry", MultiAttachOptions::default());
     cmd.args(["fix", "multi-attach", "--yes"]);
     let o = run(cmd).await;
-    assert_exit(&o, 5);
+    // Refused at the first write: nothing changed, so it could not run (3).
+    assert_exit(&o, 3);
     assert!(
         stderr(&o).contains("verb \"delete\" on resource \"replicasets\""),
         "{}",
         stderr(&o)
     );
+    assert!(stderr(&o).contains("Nothing was changed"), "{}", stderr(&o));
 
     // An expired (revoked) token.
     let mut cmd = c.doctor_as("short-lived", vec![PolicyRule::admin()]);
@@ -485,4 +487,54 @@ async fn clusters_that_refuse_say_what_to_do() {
     let o = run(cmd).await;
     assert_exit(&o, 0);
     assert_eq!(json(&o)["summary"]["skipped"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_shows_progress_on_a_terminal() {
+    let c = Cluster::start().await;
+    // Slow enough that the wait is seen.
+    c.sim.set_timing(harbor_doctor_sim::k8s::Timing {
+        pod_termination: Duration::from_millis(2500),
+        volume_attach: Duration::from_millis(500),
+    });
+    let scene = roll(&c, "harbor-registry", MultiAttachOptions::default());
+    let kubeconfig = c.dir.path().join("admin.yaml");
+    let backups = c.backups.clone();
+    let (code, shown) = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("KUBECONFIG", kubeconfig)
+            .env("HARBOR_DOCTOR_BACKUP_DIR", backups)
+            .env("HARBOR_DOCTOR_TIMEOUT", "5")
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .args(["fix", "multi-attach"]);
+        let mut s = expectrl::Session::spawn(cmd).expect("a pseudo-terminal");
+        s.set_expect_timeout(Some(Duration::from_secs(60)));
+        let asked = s.expect("Apply these 1 change(s)?").expect("the question");
+        let mut shown = String::from_utf8_lossy(asked.before()).into_owned();
+        s.send_line("y").unwrap();
+        let rest = s.expect(expectrl::Eof).unwrap();
+        shown.push_str(&String::from_utf8_lossy(rest.before()));
+        for m in rest.matches() {
+            shown.push_str(&String::from_utf8_lossy(m));
+        }
+        let code = match s.get_process_mut().wait().unwrap() {
+            expectrl::WaitStatus::Exited(_, code) => code,
+            other => panic!("the doctor did not exit normally: {other:?}"),
+        };
+        (code, shown)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("waiting ("), "no progress shown:\n{shown}");
+    assert!(
+        shown.contains("Terminating"),
+        "the old pod's end is shown:\n{shown}"
+    );
+    assert!(shown.contains(&scene.stuck_pod), "{shown}");
+    assert!(shown.contains("Applied and verified"), "{shown}");
 }

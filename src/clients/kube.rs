@@ -58,6 +58,29 @@ impl fmt::Display for Origin {
     }
 }
 
+/// The cluster refused the caller (401 or 403): nothing was done, and the
+/// message says which credentials or permission are missing. Could not run:
+/// exit 3, also when a repair meets it before its first change.
+#[derive(Debug)]
+pub struct Denied(pub String);
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Denied {}
+
+fn denied(message: String) -> anyhow::Error {
+    anyhow::Error::new(Denied(message))
+}
+
+/// Whether an error (anywhere in its chain) is the cluster refusing the caller.
+pub fn is_denied(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<Denied>().is_some())
+}
+
 /// One API call in RBAC's terms, for error messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -108,6 +131,18 @@ pub struct Kube {
     server: String,
 }
 
+fn kubeconfig_env() -> Option<String> {
+    std::env::var("KUBECONFIG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn default_kubeconfig_exists() -> bool {
+    std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
+        .unwrap_or(false)
+}
+
 fn not_configured() -> anyhow::Error {
     anyhow::Error::new(NotConfigured(
         "no Kubernetes cluster configured: give --kubeconfig (and --context), set KUBECONFIG, or put a \
@@ -155,10 +190,7 @@ impl Kube {
             }
             None => match Kubeconfig::read() {
                 Ok(kc) => {
-                    let file = std::env::var("KUBECONFIG")
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .unwrap_or_else(|| "~/.kube/config".into());
+                    let file = kubeconfig_env().unwrap_or_else(|| "~/.kube/config".into());
                     let name = context
                         .map(str::to_string)
                         .or_else(|| kc.current_context.clone())
@@ -185,6 +217,12 @@ impl Kube {
                         ))
                     })?;
                     (config, Origin::InCluster)
+                }
+                // A kubeconfig that is named or present but unreadable is an
+                // error to report, not a cluster that is not configured.
+                Err(e) if kubeconfig_env().is_some() || default_kubeconfig_exists() => {
+                    let file = kubeconfig_env().unwrap_or_else(|| "~/.kube/config".into());
+                    return Err(bad(&file, &e));
                 }
                 Err(_) => return Err(not_configured()),
             },
@@ -220,13 +258,13 @@ impl Kube {
         let server = self.server.trim_end_matches('/');
         match err {
             kube::Error::Api(status) => match status.code {
-                401 => refused(format!(
+                401 => denied(format!(
                     "the Kubernetes API server at {server} rejected the credentials of {} (401 Unauthorized): \
                      the token has expired or was revoked. Log in again (refresh the kubeconfig, e.g. with your \
                      cloud provider's CLI or `kubectl oidc-login`), or give another --kubeconfig / --context",
                     self.origin
                 )),
-                403 => refused(format!(
+                403 => denied(format!(
                     "the cluster does not allow harbor-doctor to {} (403 Forbidden). It needs {}; the roles in \
                      deploy/rbac.yaml grant what each command needs (harbor-doctor-diagnose for diagnose, \
                      harbor-doctor-repair for fix). The server said: {}",
@@ -234,12 +272,12 @@ impl Kube {
                     call.rule(),
                     status.message
                 )),
-                code => refused(format!(
+                code => anyhow::anyhow!(
                     "the Kubernetes API server refused to {} ({code} {}): {}",
                     call.describe(),
                     status.reason,
                     status.message
-                )),
+                ),
             },
             other => refused(format!(
                 "cannot reach the Kubernetes API server at {server} ({}) to {}: {}. Check the kubeconfig \

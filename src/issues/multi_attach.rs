@@ -33,7 +33,7 @@ use k8s_openapi::api::storage::v1::VolumeAttachment;
 use serde_json::{json, Value};
 
 use crate::backup::{Backup, BackupItem};
-use crate::clients::kube::Kube;
+use crate::clients::kube::{is_denied, Kube};
 use crate::context::Ctx;
 use crate::issues::harbor_workloads::{
     cluster_flags, harbor_deployments, HarborDeployment, SingleNodeClaim, HARBOR_LABELS,
@@ -900,6 +900,10 @@ impl Repair for MultiAttachRepair {
                 .delete_exact::<ReplicaSet>(ns, &t.replicaset, &t.uid)
                 .await
             {
+                // Refused before the first change: nothing happened.
+                if deleted.is_empty() && is_denied(&e) {
+                    return Err(refused(format!("{e:#}. Nothing was changed")));
+                }
                 return Err(incomplete(format!(
                     "deleting ReplicaSet {ns}/{} failed: {e:#}. {}; nothing else was changed. The backup holds the \
                      ReplicaSet(s) as they were",

@@ -20,9 +20,10 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
 use serde_json::{json, Value};
 
 use crate::backup::{Backup, BackupItem};
+use crate::clients::kube::is_denied;
 use crate::context::Ctx;
 use crate::issues::harbor_workloads::{cluster_flags, harbor_deployments, HarborDeployment};
-use crate::outcome::incomplete;
+use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
 
@@ -257,6 +258,10 @@ impl Repair for RegistryStrategyRepair {
                 .patch_strategic::<Deployment>(ns, &t.name, &recreate_patch(&t.resource_version))
                 .await
             {
+                // Refused before the first change: nothing happened.
+                if patched.is_empty() && is_denied(&e) {
+                    return Err(refused(format!("{e:#}. Nothing was changed")));
+                }
                 let so_far = if patched.is_empty() {
                     "No Deployment was changed".to_string()
                 } else {
