@@ -2,11 +2,23 @@
 //! for when the doctor cannot run.
 
 /// (id, one-line summary, text).
-pub const RUNBOOKS: &[(&str, &str, &str)] = &[(
-    "oidc-conflict",
-    "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
-    include_str!("../runbooks/oidc-conflict.md"),
-)];
+pub const RUNBOOKS: &[(&str, &str, &str)] = &[
+    (
+        "oidc-conflict",
+        "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
+        include_str!("../runbooks/oidc-conflict.md"),
+    ),
+    (
+        "multi-attach",
+        "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
+        include_str!("../runbooks/multi-attach.md"),
+    ),
+    (
+        "registry-strategy",
+        "Deployments with ReadWriteOnce volumes that roll with RollingUpdate instead of Recreate",
+        include_str!("../runbooks/registry-strategy.md"),
+    ),
+];
 
 /// Check ids whose runbook has another name.
 const ALIASES: &[(&str, &str)] = &[("oidc-users", "oidc-conflict"), ("teams", "provisioning")];

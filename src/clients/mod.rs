@@ -3,8 +3,12 @@
 //!
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
+//! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
+//!   through it.
 
+pub mod cluster_db;
 pub mod keycloak;
+pub mod kube;
 pub mod registry_db;
 pub mod tls;
 

@@ -9,7 +9,10 @@
 //! Adding a known issue means adding a module here, its check id in
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
+pub mod harbor_workloads;
+pub mod multi_attach;
 pub mod oidc_conflict;
+pub mod registry_strategy;
 
 use anyhow::Result;
 
@@ -28,13 +31,13 @@ pub struct CheckOptions {
 pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
-        CheckId::Connectivity
-        | CheckId::MultiAttach
-        | CheckId::RegistryStrategy
-        | CheckId::CliLogin
-        | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
-            "the {} check is not available in this version of harbor-doctor yet",
-            id.as_str()
-        ))),
+        CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
+        CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
+        CheckId::Connectivity | CheckId::CliLogin | CheckId::Teams => {
+            Ok(CheckOutcome::skipped(format!(
+                "the {} check is not available in this version of harbor-doctor yet",
+                id.as_str()
+            )))
+        }
     }
 }
