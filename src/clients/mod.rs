@@ -3,7 +3,9 @@
 //!
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
+//! - `docker_config`: the docker CLI's config file and credential helpers.
 
+pub mod docker_config;
 pub mod keycloak;
 pub mod registry_db;
 pub mod tls;
