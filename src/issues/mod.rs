@@ -9,6 +9,7 @@
 //! Adding a known issue means adding a module here, its check id in
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
+pub mod cli_login;
 pub mod oidc_conflict;
 
 use anyhow::Result;
