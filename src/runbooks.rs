@@ -2,11 +2,18 @@
 //! for when the doctor cannot run.
 
 /// (id, one-line summary, text).
-pub const RUNBOOKS: &[(&str, &str, &str)] = &[(
-    "oidc-conflict",
-    "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
-    include_str!("../runbooks/oidc-conflict.md"),
-)];
+pub const RUNBOOKS: &[(&str, &str, &str)] = &[
+    (
+        "oidc-conflict",
+        "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
+        include_str!("../runbooks/oidc-conflict.md"),
+    ),
+    (
+        "cli-login",
+        "docker login with a CLI secret fails unless the user just used the web UI",
+        include_str!("../runbooks/cli-login.md"),
+    ),
+];
 
 /// Check ids whose runbook has another name.
 const ALIASES: &[(&str, &str)] = &[("oidc-users", "oidc-conflict"), ("teams", "provisioning")];
