@@ -16,7 +16,7 @@ pub fn confirm(question: &str, yes: bool) -> Result<()> {
         return Ok(());
     }
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Failure::new(
+        return Err(Failure::error(
             ExitCode::NotConfirmed,
             "this repair needs confirmation, but there is no terminal to ask on; nothing was \
              changed. Review the plan above and rerun with --yes to apply it, or --dry-run to only show it",
@@ -29,14 +29,14 @@ pub fn confirm(question: &str, yes: bool) -> Result<()> {
         .wait_for_newline(true)
         .interact_on_opt(&console::Term::stderr())
         .map_err(|e| {
-            Failure::new(
+            Failure::error(
                 ExitCode::NotConfirmed,
                 format!("could not read the answer ({e}); nothing was changed"),
             )
         })?;
     match answer {
         Some(true) => Ok(()),
-        _ => Err(Failure::new(
+        _ => Err(Failure::error(
             ExitCode::NotConfirmed,
             "not confirmed; nothing was changed",
         )),

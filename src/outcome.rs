@@ -48,7 +48,8 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 impl Failure {
-    pub fn new(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
+    /// An error with this exit code and message.
+    pub fn error(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure {
             code,
             message: message.into(),
@@ -58,12 +59,12 @@ impl Failure {
 
 /// Refused or could not run (exit 3), with the reason.
 pub fn refused(message: impl Into<String>) -> anyhow::Error {
-    Failure::new(ExitCode::CannotRun, message)
+    Failure::error(ExitCode::CannotRun, message)
 }
 
 /// Started but did not complete (exit 5), with what is known.
 pub fn incomplete(message: impl Into<String>) -> anyhow::Error {
-    Failure::new(ExitCode::Incomplete, message)
+    Failure::error(ExitCode::Incomplete, message)
 }
 
 /// The exit code an error stands for: its own when it is a [`Failure`]

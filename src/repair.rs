@@ -119,7 +119,7 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         } else {
             ExitCode::Incomplete
         };
-        return Err(Failure::new(code, format!("{e:#}")));
+        return Err(Failure::error(code, format!("{e:#}")));
     }
     report.applied = true;
 
@@ -132,14 +132,14 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         }
         Ok(Verification::NotVerified(seen)) => {
             out.print_repair(&report);
-            Err(Failure::new(
+            Err(Failure::error(
                 ExitCode::Incomplete,
                 format!("the change was applied but verification failed: {seen}"),
             ))
         }
         Err(e) => {
             out.print_repair(&report);
-            Err(Failure::new(
+            Err(Failure::error(
                 ExitCode::Incomplete,
                 format!("the change was applied but could not be verified: {e:#}"),
             ))

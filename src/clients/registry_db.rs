@@ -59,6 +59,27 @@ enum TlsMode {
     },
 }
 
+/// Where and as whom to log in, when the caller found it (e.g. in a
+/// Kubernetes Secret) rather than in a URL.
+#[derive(Clone)]
+pub struct DbLogin {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+impl std::fmt::Debug for DbLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
+    }
+}
+
 /// PostgreSQL's sslmode values, as libpq defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -147,29 +168,30 @@ impl DbTarget {
         DbTarget::new(config, mode, rootcert.as_deref(), host, description)
     }
 
-    /// Settings built by a caller (cluster discovery), reached through `via`.
+    /// Settings built by a caller (cluster discovery), reached through
+    /// `via`; `how` says how for people (e.g. "through a port-forward").
     pub fn over_stream(
-        host: &str,
-        port: u16,
-        user: &str,
-        password: &str,
-        dbname: &str,
+        login: &DbLogin,
         mode: SslMode,
         via: StreamOpener,
         how: &str,
     ) -> Result<DbTarget> {
         let mut config = Config::new();
         config
-            .host(host)
-            .port(port)
-            .user(user)
-            .password(password)
-            .dbname(dbname);
+            .host(&login.host)
+            .port(login.port)
+            .user(&login.user)
+            .password(&login.password)
+            .dbname(&login.dbname);
         let description = format!(
-            "{user}@{host}:{port}/{dbname} {how} (sslmode={})",
+            "{}@{}:{}/{} {how} (sslmode={})",
+            login.user,
+            login.host,
+            login.port,
+            login.dbname,
             mode.as_str()
         );
-        let mut target = DbTarget::new(config, mode, None, host.to_string(), description)?;
+        let mut target = DbTarget::new(config, mode, None, login.host.clone(), description)?;
         target.via = Some(via);
         Ok(target)
     }
@@ -768,7 +790,7 @@ impl RepairTx {
     fn step_error(&self, what: &str, e: tokio_postgres::Error) -> anyhow::Error {
         if let Some(db) = e.as_db_error() {
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
-                return Failure::new(
+                return Failure::error(
                     ExitCode::CannotRun,
                     format!(
                         "{what}: the rows are locked by another session (another repair, or Harbor \
@@ -779,7 +801,7 @@ impl RepairTx {
             }
         }
         if e.is_closed() || e.as_db_error().is_none() {
-            return Failure::new(
+            return Failure::error(
                 ExitCode::Incomplete,
                 format!(
                     "{what}: the connection to the registry database {} broke before the change was \

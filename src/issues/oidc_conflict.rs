@@ -478,7 +478,7 @@ impl OidcConflictRepair {
                 let step = PlanStep::new(
                     "update",
                     format!("oidc_user id={} (user {name})", link.link_id),
-                    format!("subiss: {} -> {new_subiss}", link.subiss),
+                    format!("subiss: {}\n    -> {new_subiss}", link.subiss),
                 );
                 self.targets.push(target(UserChange::Relink {
                     link_id: link.link_id,
@@ -617,7 +617,7 @@ impl OidcConflictRepair {
             steps.push(PlanStep::new(
                 "update",
                 format!("oidc_user id={} (user {who})", s.link.link_id),
-                format!("subiss: {} -> {new_subiss}", s.link.subiss),
+                format!("subiss: {}\n    -> {new_subiss}", s.link.subiss),
             ));
             self.targets.push(Target {
                 user_id: s.link.user_id,

@@ -1,0 +1,257 @@
+//! Faults during the OIDC conflict repair: each gets a clear message, the
+//! exit code from DESIGN.md, and no change (or, for a COMMIT whose answer
+//! never came, an honest "unknown" and the backup kept).
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use harbor_doctor_sim::faults::CutProxy;
+
+const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
+
+fn db_addr(reg: &Registry) -> SocketAddr {
+    format!("{}:{}", reg.db.host, reg.db.port).parse().unwrap()
+}
+
+/// The registry URL, but through `proxy`.
+fn via(reg: &Registry, proxy: &CutProxy) -> String {
+    reg.db.url.replace(
+        &format!("{}:{}", reg.db.host, reg.db.port),
+        &proxy.addr.to_string(),
+    )
+}
+
+async fn fix_alice(reg: &Registry, backups: &std::path::Path, url: &str) -> std::process::Output {
+    run({
+        let mut c = doctor(reg, backups);
+        c.env("HARBOR_DATABASE_URL", url).args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+            "-vvv",
+        ]);
+        c
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_dropped_mid_transaction_changes_nothing() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+    let proxy = CutProxy::start(db_addr(&reg), b"UPDATE oidc_user")
+        .await
+        .unwrap();
+    let o = fix_alice(&reg, backups.path(), &via(&reg, &proxy)).await;
+    assert_exit(&o, 5);
+    assert_eq!(proxy.cuts(), 1);
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert_eq!(reg.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_dropped_during_commit_is_reported_as_unknown_and_keeps_the_backup() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let proxy = CutProxy::start(db_addr(&reg), b"COMMIT").await.unwrap();
+    let o = fix_alice(&reg, backups.path(), &via(&reg, &proxy)).await;
+    assert_exit(&o, 5);
+    assert!(stderr(&o).contains("unknown"), "{}", stderr(&o));
+    let files = backups_in(backups.path());
+    assert_eq!(files.len(), 1, "the backup is kept");
+    assert!(
+        stderr(&o).contains(&files[0].display().to_string()),
+        "and its path is printed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_row_makes_the_repair_give_up_after_the_bounded_wait() {
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+    // Another session holds alice's row.
+    let mut other = reg.db.connect().await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    tx.query(
+        "SELECT 1 FROM harbor_user WHERE user_id = $1 FOR UPDATE",
+        &[&alice],
+    )
+    .await
+    .unwrap();
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.env("HARBOR_DOCTOR_TIMEOUT", "2").args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ]);
+        c
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("locked by another session"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(reg.snapshot().await, before);
+    assert!(backups_in(backups.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_database_and_wrong_password_are_exit_3_without_the_password() {
+    let reg = Registry::new().await;
+    let backups = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable =
+        format!("postgres://postgres:Canary-Pass-1@127.0.0.1:{port}/registry?sslmode=disable");
+    let wrong = reg.db.url.replace(&reg.db.password, "Canary-Wrong-Pass-2");
+    for (url, expect, canary) in [
+        (unreachable.as_str(), "could not connect", "Canary-Pass-1"),
+        (
+            wrong.as_str(),
+            "rejected the credentials",
+            "Canary-Wrong-Pass-2",
+        ),
+    ] {
+        for args in [
+            vec![
+                "fix",
+                "oidc-conflict",
+                "--user",
+                "alice",
+                "--new-sub",
+                NEW_SUB,
+                "--yes",
+                "-vvv",
+            ],
+            vec!["diagnose", "oidc-users", "-vvv"],
+        ] {
+            let o = run({
+                let mut c = doctor(&reg, backups.path());
+                c.env("HARBOR_DATABASE_URL", url).args(&args);
+                c
+            })
+            .await;
+            assert_exit(&o, 3);
+            let all = format!("{}{}", stdout(&o), stderr(&o));
+            assert!(
+                all.contains(expect),
+                "{args:?}: expected {expect:?} in {all}"
+            );
+            assert!(
+                !all.contains(canary),
+                "{args:?}: the password leaked:\n{all}"
+            );
+        }
+    }
+    // A URL that is not a URL says so without echoing it.
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.env("HARBOR_DATABASE_URL", "mysql://root:Canary-3@db/x")
+            .args(["diagnose", "oidc-users"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    assert!(!stdout(&o).contains("Canary-3") && !stderr(&o).contains("Canary-3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_is_honoured() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let server = harbor_doctor_sim::postgres::PgServer::shared();
+    let Some(ca) = &server.ca_pem else {
+        eprintln!("an external server was named: its TLS set-up is unknown, so sslmode is not exercised here");
+        return;
+    };
+    let ca_file = backups.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    // The test server's certificate names localhost and 127.0.0.1.
+    let cases = [
+        (reg.db.url_with_sslmode("require"), 1),
+        (reg.db.url_with_sslmode("prefer"), 1),
+        (
+            format!(
+                "{}&sslrootcert={}",
+                reg.db.url_with_sslmode("verify-full"),
+                ca_file.display()
+            ),
+            1,
+        ),
+        (
+            format!(
+                "{}&sslrootcert={}",
+                reg.db.url_with_sslmode("verify-ca"),
+                ca_file.display()
+            ),
+            1,
+        ),
+        // The system roots do not know the test CA: verification must fail.
+        (reg.db.url_with_sslmode("verify-full"), 3),
+        (reg.db.url_with_sslmode("sometimes"), 3),
+    ];
+    for (url, code) in cases {
+        let o = run({
+            let mut c = doctor(&reg, backups.path());
+            c.env("HARBOR_DATABASE_URL", &url)
+                .args(["diagnose", "oidc-users"]);
+            c
+        })
+        .await;
+        assert_exit(&o, code);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diagnosis_that_outlives_the_timeout_is_an_error_for_that_check() {
+    let reg = Registry::new().await;
+    let backups = tempfile::tempdir().unwrap();
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let o = run({
+        let mut c = doctor(&reg, backups.path());
+        c.env(
+            "HARBOR_DATABASE_URL",
+            format!("postgres://u:p@{addr}/registry?sslmode=disable"),
+        )
+        .env("HARBOR_DOCTOR_TIMEOUT", "1")
+        .args(["diagnose", "oidc-users", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["checks"][0]["status"], "error");
+    assert_eq!(doc["summary"]["error"], 1);
+}
