@@ -3,9 +3,11 @@
 //!
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
+//! - `harbor`: Harbor's REST API and its registry token service.
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 
 pub mod docker_config;
+pub mod harbor;
 pub mod keycloak;
 pub mod registry_db;
 pub mod tls;

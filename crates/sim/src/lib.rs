@@ -7,7 +7,9 @@
 //! real, throwaway PostgreSQL server and lays Harbor's schema into it.
 //!
 //! Everything here is test equipment. Credentials it makes are throwaway.
+
 pub mod faults;
+pub mod harbor;
 pub mod keycloak;
 pub mod postgres;
 pub mod tls;
