@@ -7,6 +7,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
+use crate::issues::cli_login::{self, CliLoginRepair};
 use crate::issues::oidc_conflict::OidcConflictRepair;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
@@ -40,12 +41,15 @@ fn not_yet(what: &str) -> anyhow::Error {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
-        Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
+        Command::Diagnose(args) => {
+            cli_login::read_cli_secret(&args)?;
+            diagnose::run(&ctx, &args).await
+        }
         Command::Fix(args) => match args.issue {
             FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
             FixIssue::MultiAttach => Err(not_yet("fix multi-attach")),
             FixIssue::RegistryStrategy => Err(not_yet("fix registry-strategy")),
-            FixIssue::CliLogin => Err(not_yet("fix cli-login")),
+            FixIssue::CliLogin => repair::run(&ctx, &mut CliLoginRepair::new()).await,
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
         Command::Provision(_) => Err(not_yet("provision")),

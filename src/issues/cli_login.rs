@@ -7,8 +7,34 @@
 //! until the user opens the web UI again. Platform operators (Otomi's
 //! `apl-harbor-operator`) may also rewrite Harbor's configuration every
 //! minute, undoing a scope change made by hand.
+//!
+//! - diagnose: auth mode and scope (Harbor API), Keycloak's lifespans as one
+//!   sentence, and with `--user` one try of the user's CLI secret against the
+//!   registry token service;
+//! - `fix cli-login`: adds `offline_access` to `oidc_scope` (backup of the
+//!   old value, verify by reading it back).
 
+use std::io::{IsTerminal, Read};
+use std::sync::OnceLock;
+
+use anyhow::Result;
+use serde_json::{json, Map, Value};
+
+use crate::backup::{Backup, BackupItem};
+use crate::cli::{CheckId, DiagnoseArgs};
+use crate::clients::harbor::{status_of, Harbor, Secret, TokenCheck};
 use crate::clients::keycloak::RealmSessions;
+use crate::context::Ctx;
+use crate::issues::CheckOptions;
+use crate::outcome::{incomplete, refused};
+use crate::repair::{BackupSink, Repair, Verification};
+use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
+
+pub const CHECK: &str = "cli-login";
+pub const RUNBOOK: &str = "cli-login";
+const REPAIR: &str = "cli-login";
+const SCOPE_KEY: &str = "oidc_scope";
+const OIDC_MODE: &str = "oidc_auth";
 
 /// The scope that makes Keycloak issue a refresh token that outlives the
 /// browser session.
@@ -100,6 +126,392 @@ pub fn lifespan_sentence(sessions: &RealmSessions, offline_access: bool) -> Stri
             "CLI secrets stop working when the user's Keycloak session ends (Keycloak did not report how \
              long that is): {why}"
         ),
+    }
+}
+
+/// The CLI secret for `diagnose cli-login --user`, read once per run.
+static CLI_SECRET: OnceLock<Secret> = OnceLock::new();
+
+/// Reads the CLI secret when this `diagnose` will try a user's, before the
+/// checks start: a person typing it at the prompt must not race the
+/// per-check timeout.
+pub fn read_cli_secret(args: &DiagnoseArgs) -> Result<()> {
+    let Some(user) = args.user.as_deref() else {
+        return Ok(());
+    };
+    if args.checks.is_empty() || args.checks.contains(&CheckId::CliLogin) {
+        cli_secret(user)?;
+    }
+    Ok(())
+}
+
+/// The CLI secret: HARBOR_CLI_SECRET, else a hidden prompt when stdin is a
+/// terminal, else the first line of stdin.
+fn cli_secret(user: &str) -> Result<&'static Secret> {
+    if let Some(secret) = CLI_SECRET.get() {
+        return Ok(secret);
+    }
+    let given = match std::env::var("HARBOR_CLI_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(s) => s,
+        None if std::io::stdin().is_terminal() => {
+            let term = console::Term::stderr();
+            term.write_str(&format!(
+                "CLI secret of {user} (Harbor web UI, User Profile; input hidden): "
+            ))
+            .and_then(|_| term.read_secure_line())
+            .map_err(|e| refused(format!("could not read the CLI secret: {e}")))?
+        }
+        None => {
+            let mut all = String::new();
+            std::io::stdin()
+                .read_to_string(&mut all)
+                .map_err(|e| refused(format!("could not read the CLI secret from stdin: {e}")))?;
+            all.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let given = given.trim();
+    if given.is_empty() {
+        return Err(refused(format!(
+            "no CLI secret to try for {user}: set HARBOR_CLI_SECRET, type it at the prompt, or give it on stdin"
+        )));
+    }
+    Ok(CLI_SECRET.get_or_init(|| Secret::new(given)))
+}
+
+/// What Keycloak said about the realm's lifespans.
+enum KeycloakView {
+    NotConfigured,
+    Read {
+        realm: String,
+        sessions: RealmSessions,
+    },
+    Failed(String),
+}
+
+/// What Harbor and Keycloak say about CLI logins.
+struct Examination {
+    auth_mode: Option<String>,
+    scope: Option<String>,
+    keycloak: KeycloakView,
+}
+
+impl Examination {
+    fn oidc(&self) -> bool {
+        self.auth_mode.as_deref() == Some(OIDC_MODE)
+    }
+
+    fn offline(&self) -> bool {
+        self.scope.as_deref().is_some_and(has_offline_access)
+    }
+
+    fn scope_shown(&self) -> &str {
+        self.scope.as_deref().unwrap_or("")
+    }
+
+    /// How long CLI secrets keep working, from Keycloak when it was read.
+    fn sentence(&self) -> String {
+        match &self.keycloak {
+            KeycloakView::Read { sessions, .. } => lifespan_sentence(sessions, self.offline()),
+            _ if self.offline() => "CLI secrets keep working while the user's Keycloak offline session lives \
+                                    (it ends after 30 days without use unless the realm says otherwise)"
+                .to_string(),
+            _ => "CLI secrets stop working when the user's Keycloak session ends (in Otomi's realm 30 minutes \
+                  after the user's last web login; give the --keycloak-* options to read this realm's)"
+                .to_string(),
+        }
+    }
+
+    fn with_evidence(&self, mut f: Finding) -> Finding {
+        f = f
+            .evidence("auth_mode", self.auth_mode.clone().unwrap_or_default())
+            .evidence(SCOPE_KEY, self.scope_shown());
+        if let KeycloakView::Read { realm, sessions } = &self.keycloak {
+            f = f
+                .evidence("keycloak_realm", realm.clone())
+                .evidence(
+                    "access_token_lifespan_s",
+                    json!(sessions.access_token_lifespan),
+                )
+                .evidence(
+                    "sso_session_idle_timeout_s",
+                    json!(sessions.sso_session_idle_timeout),
+                )
+                .evidence(
+                    "sso_session_max_lifespan_s",
+                    json!(sessions.sso_session_max_lifespan),
+                )
+                .evidence(
+                    "offline_session_idle_timeout_s",
+                    json!(sessions.offline_session_idle_timeout),
+                );
+        }
+        f.evidence("lifespans", self.sentence())
+    }
+}
+
+async fn harbor_config(harbor: &Harbor) -> Result<(Option<String>, Option<String>)> {
+    let config = harbor.configurations().await?;
+    let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_string);
+    Ok((text("auth_mode"), text(SCOPE_KEY)))
+}
+
+async fn examine(ctx: &Ctx) -> Result<Examination> {
+    let harbor = ctx.harbor().await?;
+    let (auth_mode, scope) = harbor_config(harbor).await?;
+    let mut ex = Examination {
+        auth_mode,
+        scope,
+        keycloak: KeycloakView::NotConfigured,
+    };
+    if !ex.oidc() {
+        return Ok(ex);
+    }
+    // Keycloak only explains; when it cannot be read the check still runs.
+    ex.keycloak = match ctx.keycloak().await {
+        Ok(None) => KeycloakView::NotConfigured,
+        Ok(Some(kc)) => match kc.realm_sessions().await {
+            Ok(sessions) => KeycloakView::Read {
+                realm: kc.realm().to_string(),
+                sessions,
+            },
+            Err(e) => KeycloakView::Failed(format!("{e:#}")),
+        },
+        Err(e) => KeycloakView::Failed(format!("{e:#}")),
+    };
+    Ok(ex)
+}
+
+fn fix_command() -> String {
+    format!("harbor-doctor fix {REPAIR}")
+}
+
+fn scope_finding(ex: &Examination) -> Finding {
+    let f = Finding::new(
+        CHECK,
+        Severity::Problem,
+        format!("Harbor {SCOPE_KEY}"),
+        format!(
+            "Harbor's OIDC scope {:?} does not ask for offline_access: {}; after that every docker login with \
+             a CLI secret fails until the user opens the web UI again",
+            ex.scope_shown(),
+            ex.sentence()
+        ),
+        RUNBOOK,
+    );
+    ex.with_evidence(f).repair(fix_command())
+}
+
+fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
+    let why = if ex.offline() {
+        format!(
+            "oidc_scope asks for offline_access, so most likely the secret is not the current one (it changes \
+             when regenerated in the web UI), {user} has not logged in to the web UI since offline_access was \
+             added, or their offline session has ended ({}). Log in to the web UI, copy the CLI secret from User \
+             Profile and try again",
+            ex.sentence()
+        )
+    } else {
+        format!(
+            "most likely {user}'s Keycloak session has ended and Harbor cannot refresh their token because \
+             oidc_scope lacks offline_access ({}). Logging in to the web UI once makes it work for a while; \
+             `{}` makes it last",
+            ex.sentence(),
+            fix_command()
+        )
+    };
+    let f = Finding::new(
+        CHECK,
+        Severity::Problem,
+        format!("user {user}"),
+        format!(
+            "{user}'s CLI secret is rejected by Harbor's registry token service, so docker login fails with \
+             'unauthorized': {why}"
+        ),
+        RUNBOOK,
+    )
+    .evidence("user", user)
+    .evidence("token_service", "401 Unauthorized");
+    let f = ex.with_evidence(f);
+    if ex.offline() {
+        f
+    } else {
+        f.repair(fix_command())
+    }
+}
+
+/// `diagnose cli-login`.
+pub async fn diagnose(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
+    let ex = examine(ctx).await?;
+    let mut out = CheckOutcome::default();
+    if !ex.oidc() {
+        out.notes.push(format!(
+            "Harbor's auth_mode is {}: CLI secrets exist only in OIDC mode ({OIDC_MODE}), so there is \
+             nothing to check",
+            ex.auth_mode.as_deref().unwrap_or("unset")
+        ));
+        if let Some(user) = &opts.user {
+            out.notes.push(format!(
+                "{user}'s CLI secret was not tried: Harbor is not in OIDC mode"
+            ));
+        }
+        return Ok(out);
+    }
+    out.notes.push(format!(
+        "auth_mode {OIDC_MODE}; {SCOPE_KEY} {:?}",
+        ex.scope_shown()
+    ));
+    match &ex.keycloak {
+        KeycloakView::Read { realm, .. } => out
+            .notes
+            .push(format!("Keycloak realm {realm}: {}", ex.sentence())),
+        KeycloakView::Failed(e) => out
+            .notes
+            .push(format!("Keycloak's lifespans could not be read: {e}")),
+        KeycloakView::NotConfigured => out.notes.push(
+            "Keycloak not configured: its lifespans were not read (give the --keycloak-* options)"
+                .into(),
+        ),
+    }
+    if !ex.offline() {
+        out.findings.push(scope_finding(&ex));
+    }
+    if let Some(user) = &opts.user {
+        let secret = cli_secret(user)?;
+        // Once only: Harbor delays and briefly locks a name after each rejected login.
+        match ctx
+            .harbor()
+            .await?
+            .registry_token(user, secret, None)
+            .await?
+        {
+            TokenCheck::Accepted => out.notes.push(format!(
+                "{user}'s CLI secret works now (the registry token service accepted it); {}",
+                ex.sentence()
+            )),
+            TokenCheck::Rejected => out.findings.push(rejected_secret_finding(&ex, user)),
+        }
+    }
+    Ok(out)
+}
+
+/// `fix cli-login`: adds `offline_access` to Harbor's `oidc_scope`.
+#[derive(Default)]
+pub struct CliLoginRepair {
+    /// The scope as the plan saw it.
+    seen: String,
+    wanted: String,
+    notes: Vec<String>,
+}
+
+impl CliLoginRepair {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Repair for CliLoginRepair {
+    fn id(&self) -> &'static str {
+        REPAIR
+    }
+
+    fn subject(&self) -> String {
+        SCOPE_KEY.to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
+    async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
+        let harbor = ctx.harbor().await?;
+        let (auth_mode, scope) = harbor_config(harbor).await?;
+        if auth_mode.as_deref() != Some(OIDC_MODE) {
+            return Err(refused(format!(
+                "Harbor's auth_mode is {}, not {OIDC_MODE}: CLI secrets and oidc_scope only matter in OIDC \
+                 mode; nothing was changed",
+                auth_mode.as_deref().unwrap_or("unset")
+            )));
+        }
+        self.seen = scope.unwrap_or_default();
+        if has_offline_access(&self.seen) {
+            self.notes.push(format!(
+                "{SCOPE_KEY} {:?} already asks for offline_access.",
+                self.seen
+            ));
+            return Ok(vec![]);
+        }
+        self.wanted = scope_with_offline_access(&self.seen);
+        self.notes.push(
+            "After the change each user must log in to the web UI once; from then on their CLI secret keeps \
+             working."
+                .into(),
+        );
+        Ok(vec![PlanStep::new(
+            "update",
+            format!("Harbor configuration {SCOPE_KEY}"),
+            format!("{:?} -> {:?}", self.seen, self.wanted),
+        )])
+    }
+
+    async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
+        let harbor = ctx.harbor().await?;
+        let (_, now) = harbor_config(harbor).await?;
+        let now = now.unwrap_or_default();
+        if now != self.seen {
+            return Err(refused(format!(
+                "{SCOPE_KEY} changed since the plan was made (it is now {now:?}); nothing was changed. Run the \
+                 fix again to see a fresh plan"
+            )));
+        }
+        backups.write(&Backup::new(
+            REPAIR,
+            SCOPE_KEY,
+            &format!("Harbor {}", harbor.base_url()),
+            vec![BackupItem::HarborConfig {
+                key: SCOPE_KEY.into(),
+                value: json!(self.seen),
+            }],
+        ))?;
+        let mut change = Map::new();
+        change.insert(SCOPE_KEY.into(), json!(self.wanted));
+        harbor
+            .set_configurations(&change)
+            .await
+            .map_err(config_write_failed)
+    }
+
+    async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
+        let (_, now) = harbor_config(ctx.harbor().await?).await?;
+        Ok(if now.as_deref() == Some(self.wanted.as_str()) {
+            Verification::Verified
+        } else {
+            Verification::NotVerified(format!(
+                "Harbor's {SCOPE_KEY} reads {:?}, not {:?}",
+                now.unwrap_or_default(),
+                self.wanted
+            ))
+        })
+    }
+}
+
+/// A failed configuration write: Harbor's refusal changed nothing (exit 3);
+/// anything else leaves the outcome unknown (exit 5).
+pub fn config_write_failed(e: anyhow::Error) -> anyhow::Error {
+    match status_of(&e) {
+        Some(s) if (400..500).contains(&s) => {
+            refused(format!("Harbor refused the change ({e:#}); nothing was changed"))
+        }
+        _ => incomplete(format!(
+            "writing Harbor's configuration failed ({e:#}); whether Harbor applied it is unknown. Run \
+             `harbor-doctor diagnose {CHECK}` to see the state; the backup above holds the old value"
+        )),
     }
 }
 

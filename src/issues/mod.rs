@@ -26,13 +26,13 @@ pub struct CheckOptions {
 }
 
 /// Runs one check.
-pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
+pub async fn run_check(id: CheckId, ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
+        CheckId::CliLogin => cli_login::diagnose(ctx, opts).await,
         CheckId::Connectivity
         | CheckId::MultiAttach
         | CheckId::RegistryStrategy
-        | CheckId::CliLogin
         | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
             "the {} check is not available in this version of harbor-doctor yet",
             id.as_str()
