@@ -8,7 +8,9 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
 use crate::issues::cli_login::{self, CliLoginRepair};
+use crate::issues::multi_attach::MultiAttachRepair;
 use crate::issues::oidc_conflict::OidcConflictRepair;
+use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
 use crate::{diagnose, repair, runbooks};
@@ -47,8 +49,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Fix(args) => match args.issue {
             FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
-            FixIssue::MultiAttach => Err(not_yet("fix multi-attach")),
-            FixIssue::RegistryStrategy => Err(not_yet("fix registry-strategy")),
+            FixIssue::MultiAttach => repair::run(&ctx, &mut MultiAttachRepair::new()).await,
+            FixIssue::RegistryStrategy => {
+                repair::run(&ctx, &mut RegistryStrategyRepair::new()).await
+            }
             FixIssue::CliLogin => repair::run(&ctx, &mut CliLoginRepair::new()).await,
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,

@@ -9,6 +9,12 @@
 //! nothing, when the file is truncated or edited, or when putting a row back
 //! would clash with rows created since (a new user with the same name, a
 //! subject now linked elsewhere, a membership created again).
+//!
+//! Kubernetes items (a Deployment's strategy, from `fix registry-strategy`)
+//! are put back with a patch guarded by the resourceVersion read at plan
+//! time; a ReplicaSet deleted by `fix multi-attach` is not recreated (the
+//! Deployment controller owns ReplicaSets), and restore says what to do
+//! instead.
 
 use std::path::PathBuf;
 
@@ -22,6 +28,7 @@ use crate::context::Ctx;
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::PlanStep;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
 
 /// Tables in the order rows go back: users before what refers to them.
 const TABLE_ORDER: &[&str] = &["harbor_user", "oidc_user", "project_member", "properties"];
@@ -33,6 +40,19 @@ pub struct RestoreRepair {
     rows: Vec<(RowImage, bool)>,
     /// Harbor configuration values that differ from the backup.
     config: Vec<ConfigValue>,
+    /// Deployments whose strategy differs from the backup.
+    strategies: Vec<StrategyRestore>,
+}
+
+/// A Deployment strategy to put back.
+#[derive(Debug, Clone)]
+struct StrategyRestore {
+    namespace: String,
+    name: String,
+    wanted: Value,
+    /// The strategy and resourceVersion found at plan time.
+    current: Value,
+    resource_version: String,
 }
 
 /// A Harbor configuration value to put back.
@@ -50,6 +70,7 @@ impl RestoreRepair {
             backup: None,
             rows: vec![],
             config: vec![],
+            strategies: vec![],
         }
     }
 }
@@ -80,6 +101,15 @@ impl Repair for RestoreRepair {
 
     async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
         let backup = backup::read(&self.path)?;
+        if backup
+            .items
+            .iter()
+            .any(|i| matches!(i, BackupItem::Kubernetes { .. }))
+        {
+            let steps = self.plan_kubernetes(ctx, &backup).await?;
+            self.backup = Some(backup);
+            return Ok(steps);
+        }
         let mut images: Vec<RowImage> = vec![];
         let mut config: Vec<(String, Value)> = vec![];
         for item in &backup.items {
@@ -106,6 +136,9 @@ impl Repair for RestoreRepair {
     }
 
     async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
+        if !self.strategies.is_empty() {
+            return self.apply_kubernetes(ctx, backups).await;
+        }
         let config_before = self.config_before(ctx).await?;
         if self.rows.is_empty() {
             let harbor = ctx.harbor().await?;
@@ -131,6 +164,9 @@ impl Repair for RestoreRepair {
     }
 
     async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
+        if !self.strategies.is_empty() {
+            return self.verify_kubernetes(ctx).await;
+        }
         let mut differ = vec![];
         if !self.rows.is_empty() {
             let db = ctx.db().await?;
@@ -357,6 +393,171 @@ impl RestoreRepair {
                      restore again with --dry-run to see what still differs"
                 )),
             })
+    }
+}
+
+fn strategy_text(v: &Value) -> String {
+    serde_json::from_value::<DeploymentStrategy>(v.clone())
+        .map(|s| crate::issues::registry_strategy::describe_strategy(&s))
+        .unwrap_or_else(|_| v.to_string())
+}
+
+impl RestoreRepair {
+    /// Plans putting Kubernetes objects back: Deployment strategies only.
+    async fn plan_kubernetes(&mut self, ctx: &Ctx, backup: &Backup) -> Result<Vec<PlanStep>> {
+        let mut wanted = vec![];
+        for item in &backup.items {
+            match item {
+                BackupItem::Kubernetes {
+                    kind,
+                    namespace: Some(ns),
+                    name,
+                    object,
+                    ..
+                } if kind == "Deployment" && object["spec"]["strategy"].is_object() => {
+                    wanted.push((ns.clone(), name.clone(), object["spec"]["strategy"].clone()))
+                }
+                BackupItem::Kubernetes {
+                    kind,
+                    namespace,
+                    name,
+                    object,
+                    ..
+                } if kind == "ReplicaSet" => {
+                    let ns = namespace.clone().unwrap_or_default();
+                    let owner = object["metadata"]["ownerReferences"][0]["name"]
+                        .as_str()
+                        .unwrap_or("<deployment>");
+                    let revision = object["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .unwrap_or("<revision>");
+                    return Err(refused(format!(
+                        "the backup holds ReplicaSet {ns}/{name}, deleted by `fix multi-attach`. restore does not \
+                         recreate ReplicaSets: the Deployment controller owns them, and the old one would hold the \
+                         volume again. To go back to that revision's pod template, run `kubectl -n {ns} rollout undo \
+                         deployment/{owner} --to-revision={revision}`; nothing was changed"
+                    )));
+                }
+                other => {
+                    return Err(refused(format!(
+                        "the backup holds {other}, and restoring that kind of item is not available in this \
+                         version of harbor-doctor yet; nothing was changed"
+                    )))
+                }
+            }
+        }
+        let kube = ctx.kube().await?;
+        let mut steps = vec![];
+        self.strategies.clear();
+        for (ns, name, strategy) in wanted {
+            let Some(d) = kube.get_in::<Deployment>(&ns, &name).await? else {
+                return Err(refused(format!(
+                    "Deployment {ns}/{name} no longer exists, so its strategy cannot be put back; nothing was changed"
+                )));
+            };
+            let current = serde_json::to_value(
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.strategy.clone())
+                    .unwrap_or_default(),
+            )?;
+            if current == strategy {
+                continue;
+            }
+            steps.push(PlanStep::new(
+                "patch",
+                format!("deployment {ns}/{name}"),
+                format!(
+                    "spec.strategy: {} -> {}",
+                    strategy_text(&current),
+                    strategy_text(&strategy)
+                ),
+            ));
+            self.strategies.push(StrategyRestore {
+                namespace: ns,
+                name,
+                wanted: strategy,
+                current,
+                resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
+            });
+        }
+        Ok(steps)
+    }
+
+    async fn apply_kubernetes(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
+        let kube = ctx.kube().await?;
+        let before = self
+            .strategies
+            .iter()
+            .map(|s| BackupItem::Kubernetes {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some(s.namespace.clone()),
+                name: s.name.clone(),
+                object: serde_json::json!({
+                    "metadata": {"resourceVersion": s.resource_version},
+                    "spec": {"strategy": s.current},
+                }),
+            })
+            .collect();
+        backups.write(&Backup::new(
+            "restore",
+            &self.subject(),
+            &kube.describe(),
+            before,
+        ))?;
+        let mut done: Vec<String> = vec![];
+        for s in &self.strategies {
+            let mut strategy = s.wanted.clone();
+            let keys: Vec<String> = strategy
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            strategy["$retainKeys"] = serde_json::json!(keys);
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": s.resource_version},
+                "spec": {"strategy": strategy},
+            });
+            if let Err(e) = kube
+                .patch_strategic::<Deployment>(&s.namespace, &s.name, &patch)
+                .await
+            {
+                return Err(incomplete(format!(
+                    "putting back the strategy of Deployment {}/{} failed: {e:#}. {}",
+                    s.namespace,
+                    s.name,
+                    if done.is_empty() {
+                        "Nothing was changed".to_string()
+                    } else {
+                        format!("Already put back: {}", done.join(", "))
+                    }
+                )));
+            }
+            done.push(s.name.clone());
+        }
+        Ok(())
+    }
+
+    async fn verify_kubernetes(&mut self, ctx: &Ctx) -> Result<Verification> {
+        let kube = ctx.kube().await?;
+        let mut differ = vec![];
+        for s in &self.strategies {
+            let d = kube.get_in::<Deployment>(&s.namespace, &s.name).await?;
+            let now = d
+                .and_then(|d| d.spec.and_then(|sp| sp.strategy))
+                .map(|st| serde_json::to_value(st).unwrap_or_default());
+            if now.as_ref() != Some(&s.wanted) {
+                differ.push(format!("deployment {}/{}", s.namespace, s.name));
+            }
+        }
+        Ok(if differ.is_empty() {
+            Verification::Verified
+        } else {
+            Verification::NotVerified(format!(
+                "strategies still differ from the backup: {}",
+                differ.join(", ")
+            ))
+        })
     }
 }
 

@@ -13,6 +13,16 @@ pub const RUNBOOKS: &[(&str, &str, &str)] = &[
         "docker login with a CLI secret fails unless the user just used the web UI",
         include_str!("../runbooks/cli-login.md"),
     ),
+    (
+        "multi-attach",
+        "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
+        include_str!("../runbooks/multi-attach.md"),
+    ),
+    (
+        "registry-strategy",
+        "Deployments with ReadWriteOnce volumes that roll with RollingUpdate instead of Recreate",
+        include_str!("../runbooks/registry-strategy.md"),
+    ),
 ];
 
 /// Check ids whose runbook has another name.

@@ -10,7 +10,10 @@
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
 pub mod cli_login;
+pub mod harbor_workloads;
+pub mod multi_attach;
 pub mod oidc_conflict;
+pub mod registry_strategy;
 
 use anyhow::Result;
 
@@ -30,10 +33,9 @@ pub async fn run_check(id: CheckId, ctx: &Ctx, opts: &CheckOptions) -> Result<Ch
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
         CheckId::CliLogin => cli_login::diagnose(ctx, opts).await,
-        CheckId::Connectivity
-        | CheckId::MultiAttach
-        | CheckId::RegistryStrategy
-        | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
+        CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
+        CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
+        CheckId::Connectivity | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
             "the {} check is not available in this version of harbor-doctor yet",
             id.as_str()
         ))),

@@ -36,6 +36,10 @@ pub struct HarborSeed {
     /// `external_database_host`.
     pub internal_database: bool,
     pub external_database_host: String,
+    /// The database user and name Harbor's core ConfigMap names (the
+    /// chart's are postgres and registry).
+    pub database_user: String,
+    pub database_name: String,
     pub database_password: String,
     /// Where a port-forward to the database pod's 5432 leads.
     pub database_target: Option<SocketAddr>,
@@ -53,6 +57,8 @@ impl HarborSeed {
             jobservice_strategy: "RollingUpdate".into(),
             internal_database: true,
             external_database_host: "harbor-otomi-db-rw".into(),
+            database_user: "postgres".into(),
+            database_name: "registry".into(),
             database_password: "changeit".into(),
             database_target: None,
             external_host: "harbor.example.com".into(),
@@ -434,8 +440,8 @@ fn seed_harbor(store: &mut Store, seed: &HarborSeed) -> Result<HarborRelease> {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("{fullname}-core"), "namespace": ns, "labels": with_component(&labels, "core")},
             "data": {"EXT_ENDPOINT": format!("https://{}", seed.external_host), "DATABASE_TYPE": "postgresql",
-                     "POSTGRESQL_HOST": db_host, "POSTGRESQL_PORT": "5432", "POSTGRESQL_USERNAME": "postgres",
-                     "POSTGRESQL_DATABASE": "registry", "POSTGRESQL_SSLMODE": "disable",
+                     "POSTGRESQL_HOST": db_host, "POSTGRESQL_PORT": "5432", "POSTGRESQL_USERNAME": seed.database_user,
+                     "POSTGRESQL_DATABASE": seed.database_name, "POSTGRESQL_SSLMODE": "disable",
                      "REGISTRY_URL": format!("http://{fullname}-registry:5000")},
         }),
     )?;

@@ -53,7 +53,7 @@ pub use harbor::{
     CnpgCluster, CnpgSeed, HarborRelease, HarborSeed, MultiAttachMessage, MultiAttachOptions,
     MultiAttachScene,
 };
-pub use rbac::PolicyRule;
+pub use rbac::{AccessRequest, PolicyRule};
 
 use crate::tls::{ServerHandle, TestPki};
 use rbac::Principal;
@@ -315,6 +315,18 @@ impl KubeSim {
         self.inner
             .write(|s| s.put(obj))
             .map_err(|e| anyhow!("storing an object in the simulator: {e}"))
+    }
+
+    /// Stores many objects under one lock, waking the controllers once: for
+    /// seeding large clusters (benchmarks).
+    pub fn put_many(&self, objs: impl IntoIterator<Item = Value>) -> Result<()> {
+        self.inner.write(|s| {
+            for obj in objs {
+                s.put(obj)
+                    .map_err(|e| anyhow!("storing an object in the simulator: {e}"))?;
+            }
+            Ok(())
+        })
     }
 
     pub fn get(
