@@ -13,7 +13,7 @@ use crate::issues::oidc_conflict::OidcConflictRepair;
 use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
-use crate::{diagnose, repair, runbooks};
+use crate::{diagnose, docker_login, repair, runbooks};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
 /// errors only with -q; RUST_LOG overrides.
@@ -57,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
         Command::Provision(_) => Err(not_yet("provision")),
-        Command::DockerLogin(_) => Err(not_yet("docker-login")),
+        Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
         Command::Lab(_) => Err(not_yet("lab")),
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {

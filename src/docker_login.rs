@@ -11,14 +11,17 @@
 //! the password itself, so the password never appears in what is printed.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::cli::RobotKind;
-use crate::clients::harbor::Secret;
-use crate::outcome::refused;
+use crate::cli::{DockerLoginArgs, RobotKind};
+use crate::clients::docker_config::{self, CredentialStore, DockerConfig};
+use crate::clients::harbor::{Harbor, HarborSettings, Secret, TokenCheck};
+use crate::context::Ctx;
+use crate::outcome::{refused, ExitCode};
 use crate::repair::shell_quote;
 
 /// The key of a `kubernetes.io/dockerconfigjson` Secret.
@@ -190,6 +193,191 @@ pub fn print_command(
         shell_quote(host),
         shell_quote(username)
     )
+}
+
+/// What `docker-login -o json` prints.
+#[derive(Serialize)]
+struct LoginReport<'a> {
+    registry: &'a str,
+    username: &'a str,
+    /// `docker-credential-<name>`, or the config file's path.
+    stored_in: String,
+    dry_run: bool,
+}
+
+/// `docker-login`.
+pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
+    let namespace = team_namespace(&args.team)?;
+    let name = secret_name(args.robot);
+    let shown = format!("Secret {namespace}/{name}");
+    // A docker config the CLI could not read either is refused before
+    // anything else happens; --print leaves it alone.
+    let config = if args.print {
+        None
+    } else {
+        Some(DockerConfig::load(&docker_config::config_path()?)?)
+    };
+    let login = read_robot_login(ctx, &namespace, name, &shown, &args.team).await?;
+
+    let Some(config) = config else {
+        let command = print_command(
+            &KubectlTarget {
+                kubeconfig: ctx.opts.kubeconfig.as_deref().and_then(|p| p.to_str()),
+                context: ctx.opts.context.as_deref(),
+            },
+            &namespace,
+            name,
+            &login.host,
+            &login.username,
+        );
+        if ctx.out.json() {
+            ctx.out
+                .print_json(&serde_json::json!({ "command": command }));
+        } else {
+            ctx.out.info(
+                "Run this to log docker in with the robot (it needs kubectl, base64 and jq; the password \
+                 is read from the Secret, never printed):",
+            );
+            writeln!(std::io::stdout().lock(), "{command}")?;
+        }
+        return Ok(ExitCode::Ok);
+    };
+
+    let store = config.store_for(&login.host);
+    let helper = match &store {
+        CredentialStore::Helper { name, chosen_by } => {
+            let program = docker_config::helper_program(name);
+            Some(docker_config::find_helper(name).ok_or_else(|| {
+                refused(format!(
+                    "the docker config {} keeps the credentials for {} in the credential helper {name:?} ({}), but \
+                     the program {program} is not on PATH; nothing was stored. Install it, or run `harbor-doctor \
+                     docker-login --team {} --print` and run the command it prints",
+                    config.path().display(),
+                    login.host,
+                    chosen_by.key(),
+                    shell_quote(&args.team)
+                ))
+            })?)
+        }
+        CredentialStore::File => None,
+    };
+
+    check_token(ctx, &login, &shown, &args.team).await?;
+
+    let stored_in = match (&store, &helper) {
+        (CredentialStore::Helper { name, .. }, _) => docker_config::helper_program(name),
+        _ => config.path().display().to_string(),
+    };
+    if ctx.opts.dry_run {
+        ctx.out.info(format!(
+            "Dry run: Harbor accepts {}'s credentials; they would be stored for {} in {stored_in}. Nothing \
+             was changed.",
+            login.username, login.host
+        ));
+    } else {
+        match &helper {
+            Some(program) => {
+                docker_config::store_with_helper(
+                    program,
+                    &login.host,
+                    &login.username,
+                    login.password.expose(),
+                    ctx.timeout(),
+                )
+                .await?
+            }
+            None => config.write_auth(&login.host, &login.username, login.password.expose())?,
+        }
+        ctx.out.info(format!(
+            "Logged in to {} as {} (the {} robot of team {}); the credentials are in {stored_in}.",
+            login.host,
+            login.username,
+            match args.robot {
+                RobotKind::Push => "push",
+                RobotKind::Pull => "pull",
+            },
+            args.team
+        ));
+    }
+    if ctx.out.json() {
+        ctx.out.print_json(&LoginReport {
+            registry: &login.host,
+            username: &login.username,
+            stored_in,
+            dry_run: ctx.opts.dry_run,
+        });
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The robot's credentials from the team's Secret, read with the user's own
+/// Kubernetes credentials.
+async fn read_robot_login(
+    ctx: &Ctx,
+    namespace: &str,
+    name: &str,
+    shown: &str,
+    team: &str,
+) -> Result<RobotLogin> {
+    let kube = ctx.kube().await?;
+    let secret: Option<k8s_openapi::api::core::v1::Secret> = kube
+        .get_in(namespace, name)
+        .await
+        .with_context(|| {
+            format!(
+                "docker-login reads {shown} with your own Kubernetes credentials, which need permission to \
+                 get secrets in namespace {namespace}"
+            )
+        })?;
+    let Some(secret) = secret else {
+        return Err(refused(format!(
+            "there is no {shown}: team {team} is not provisioned, or its robot Secrets were removed. \
+             `harbor-doctor provision --team {}` creates them (with Harbor admin rights)",
+            shell_quote(team)
+        )));
+    };
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DOCKERCONFIGJSON))
+        .ok_or_else(|| {
+            refused(format!(
+                "{shown} has no {DOCKERCONFIGJSON} key; `harbor-doctor provision --team {}` writes it again",
+                shell_quote(team)
+            ))
+        })?;
+    let harbor_host = ctx
+        .opts
+        .harbor_url
+        .as_deref()
+        .and_then(docker_config::host_of_url);
+    robot_login_from(&data.0, shown, harbor_host.as_deref())
+}
+
+/// Tries the credentials once against Harbor's registry token service,
+/// which is what `docker login` does.
+async fn check_token(ctx: &Ctx, login: &RobotLogin, shown: &str, team: &str) -> Result<()> {
+    let url = docker_config::registry_url(&login.host, ctx.opts.harbor_url.as_deref());
+    let registry = Harbor::new(HarborSettings {
+        url,
+        username: login.username.clone(),
+        password: None,
+        ca_cert: ctx.opts.ca_cert.clone(),
+        timeout: ctx.timeout(),
+    })?;
+    match registry
+        .registry_token(&login.username, &login.password, None)
+        .await?
+    {
+        TokenCheck::Accepted => Ok(()),
+        TokenCheck::Rejected => Err(refused(format!(
+            "Harbor rejected the credentials in {shown} (robot {}): the robot's secret no longer matches the \
+             Secret, or the robot was disabled or deleted. Nothing was stored. `harbor-doctor provision --team \
+             {}` repairs the robot and the Secret together",
+            login.username,
+            shell_quote(team)
+        ))),
+    }
 }
 
 #[cfg(test)]

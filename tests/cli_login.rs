@@ -519,3 +519,107 @@ async fn restore_plans_from_the_value_there_now() {
     assert_eq!(h.config_value("oidc_scope"), Some(json!("openid")));
     h.finish().await.unwrap();
 }
+
+/// A cluster for the operator checks, and a kubeconfig for it.
+async fn cluster(
+    operator_replicas: Option<i32>,
+) -> (harbor_doctor_sim::k8s::KubeSim, tempfile::TempDir) {
+    let kube = harbor_doctor_sim::k8s::KubeSim::start().await.unwrap();
+    if let Some(replicas) = operator_replicas {
+        kube.put(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "apl-harbor-operator", "namespace": "apl-harbor-operator"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "apl-harbor-operator"}},
+                "template": {
+                    "metadata": {"labels": {"app": "apl-harbor-operator"}},
+                    "spec": {"containers": [{"name": "operator", "image": "linode/apl-tasks"}]}
+                }
+            }
+        }))
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"), kube.admin_token())
+        .unwrap();
+    (kube, dir)
+}
+
+fn with_cluster(mut c: assert_cmd::Command, dir: &tempfile::TempDir) -> assert_cmd::Command {
+    c.arg("--kubeconfig").arg(dir.path().join("kubeconfig"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otomis_operator_means_the_scope_fix_would_not_last() {
+    let h = harbor("openid").await;
+    let (kube, kubeconfig) = cluster(Some(1)).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = with_cluster(doctor_for(&h, backups.path()), &kubeconfig);
+        c.args(["diagnose", "cli-login", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let f = &check(&o)["findings"][0];
+    assert_eq!(f["subject"], "Harbor oidc_scope");
+    assert_eq!(
+        f["evidence"]["operator"],
+        "deployment apl-harbor-operator/apl-harbor-operator"
+    );
+    assert!(
+        f["repair"].is_null(),
+        "the scope fix would be undone: {f:#}"
+    );
+    let summary = f["summary"].as_str().unwrap();
+    assert!(summary.contains("undone within a minute"), "{summary}");
+    assert!(summary.contains("linode/apl-tasks"), "{summary}");
+    assert!(
+        summary.contains("harbor-doctor docker-login --team <id>"),
+        "{summary}"
+    );
+
+    // The fix still runs when asked, but warns first.
+    let o = run({
+        let mut c = with_cluster(doctor_for(&h, backups.path()), &kubeconfig);
+        c.args(["fix", "cli-login", "--yes", "-q"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("warning: Otomi's Harbor operator"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        h.config_value("oidc_scope"),
+        Some(json!("openid,offline_access"))
+    );
+    kube.shutdown();
+    h.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_running_operator_the_fix_is_offered() {
+    let h = harbor("openid").await;
+    let backups = tempfile::tempdir().unwrap();
+    // Absent, and scaled to zero.
+    for replicas in [None, Some(0)] {
+        let (kube, kubeconfig) = cluster(replicas).await;
+        let o = run({
+            let mut c = with_cluster(doctor_for(&h, backups.path()), &kubeconfig);
+            c.args(["diagnose", "cli-login", "-o", "json"]);
+            c
+        })
+        .await;
+        assert_exit(&o, 1);
+        let f = &check(&o)["findings"][0];
+        assert_eq!(f["evidence"]["operator"], "none", "{replicas:?}");
+        assert_eq!(f["repair"], "harbor-doctor fix cli-login");
+        kube.shutdown();
+    }
+    h.finish().await.unwrap();
+}

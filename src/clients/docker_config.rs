@@ -312,6 +312,28 @@ fn write_atomically(path: &Path, text: &str, expected: Option<&str>) -> Result<(
     result
 }
 
+/// `host[:port]` of a URL, as docker names registries.
+pub fn host_of_url(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    let host = parsed.host_str()?;
+    Some(match parsed.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    })
+}
+
+/// Where the docker CLI talks to registry `host`: `https://host`, unless
+/// the Harbor URL the user gave names the same host (it may say `http://`
+/// explicitly, for a registry served without TLS).
+pub fn registry_url(host: &str, harbor_url: Option<&str>) -> String {
+    match harbor_url {
+        Some(url) if host_of_url(url).as_deref() == Some(host) => {
+            url.trim().trim_end_matches('/').to_string()
+        }
+        _ => format!("https://{host}"),
+    }
+}
+
 /// The program a credential helper name stands for.
 pub fn helper_program(name: &str) -> String {
     format!("docker-credential-{name}")
@@ -936,6 +958,23 @@ mod tests {
             );
             assert!(format!("{err:#}").contains(says), "{text}: {err:#}");
         }
+    }
+
+    #[test]
+    fn talks_to_registries_like_docker() {
+        assert_eq!(
+            host_of_url("http://127.0.0.1:8080/").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            registry_url("127.0.0.1:8080", Some("http://127.0.0.1:8080/")),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            registry_url("harbor.example.com", Some("http://other.example.com")),
+            "https://harbor.example.com"
+        );
+        assert_eq!(registry_url("h:5000", None), "https://h:5000");
     }
 
     #[test]

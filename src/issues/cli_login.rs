@@ -9,10 +9,11 @@
 //! minute, undoing a scope change made by hand.
 //!
 //! - diagnose: auth mode and scope (Harbor API), Keycloak's lifespans as one
-//!   sentence, and with `--user` one try of the user's CLI secret against the
-//!   registry token service;
+//!   sentence, whether Otomi's operator runs (Kubernetes), and with `--user`
+//!   one try of the user's CLI secret against the registry token service;
 //! - `fix cli-login`: adds `offline_access` to `oidc_scope` (backup of the
-//!   old value, verify by reading it back).
+//!   old value, verify by reading it back), warning when the operator will
+//!   revert it.
 
 use std::io::{IsTerminal, Read};
 use std::sync::OnceLock;
@@ -23,6 +24,7 @@ use serde_json::{json, Map, Value};
 use crate::backup::{Backup, BackupItem};
 use crate::cli::{CheckId, DiagnoseArgs};
 use crate::clients::harbor::{status_of, Harbor, Secret, TokenCheck};
+use crate::clients::is_not_configured;
 use crate::clients::keycloak::RealmSessions;
 use crate::context::Ctx;
 use crate::issues::CheckOptions;
@@ -35,6 +37,11 @@ pub const RUNBOOK: &str = "cli-login";
 const REPAIR: &str = "cli-login";
 const SCOPE_KEY: &str = "oidc_scope";
 const OIDC_MODE: &str = "oidc_auth";
+/// Where Otomi (APL) runs the operator that re-applies Harbor's
+/// configuration every minute, with `oidc_scope: openid`.
+pub const OPERATOR_NAMESPACE: &str = "apl-harbor-operator";
+/// What to do while the operator keeps the scope at `openid`.
+const WORKAROUND: &str = "harbor-doctor docker-login --team <id>";
 
 /// The scope that makes Keycloak issue a refresh token that outlives the
 /// browser session.
@@ -195,11 +202,81 @@ enum KeycloakView {
     Failed(String),
 }
 
-/// What Harbor and Keycloak say about CLI logins.
+/// Whether an operator that rewrites Harbor's configuration runs.
+enum OperatorView {
+    /// Deployments in the operator's namespace with replicas wanted.
+    Running(Vec<String>),
+    Absent,
+    /// The cluster could not be asked, and why.
+    Unknown(String),
+}
+
+impl OperatorView {
+    fn running(&self) -> bool {
+        matches!(self, OperatorView::Running(_))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            OperatorView::Running(names) => names
+                .iter()
+                .map(|n| format!("deployment {OPERATOR_NAMESPACE}/{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            OperatorView::Absent => "none".into(),
+            OperatorView::Unknown(_) => "unknown".into(),
+        }
+    }
+
+    /// The warning to give before or after a scope change.
+    fn will_revert(&self) -> Option<String> {
+        self.running().then(|| {
+            format!(
+                "Otomi's Harbor operator ({}) re-applies Harbor's configuration every minute with oidc_scope \
+                 \"openid\", so a scope change made here or in the web UI is undone within a minute. The lasting \
+                 change belongs in the operator (its Harbor configuration in linode/apl-tasks sets oidc_scope); \
+                 meanwhile log docker in with the team's robot: `{WORKAROUND}`",
+                self.describe()
+            )
+        })
+    }
+}
+
+async fn operator(ctx: &Ctx) -> OperatorView {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let kube = match ctx.kube().await {
+        Ok(kube) => kube,
+        Err(e) if is_not_configured(&e) => {
+            return OperatorView::Unknown("no Kubernetes cluster configured".into())
+        }
+        Err(e) => return OperatorView::Unknown(format!("{e:#}")),
+    };
+    match kube
+        .list_in::<Deployment>(OPERATOR_NAMESPACE, None, None)
+        .await
+    {
+        Ok(deployments) => {
+            let running: Vec<String> = deployments
+                .into_iter()
+                .filter(|d| d.spec.as_ref().and_then(|s| s.replicas) != Some(0))
+                .filter_map(|d| d.metadata.name)
+                .collect();
+            if running.is_empty() {
+                OperatorView::Absent
+            } else {
+                OperatorView::Running(running)
+            }
+        }
+        Err(e) => OperatorView::Unknown(format!("{e:#}")),
+    }
+}
+
+/// What Harbor, Keycloak and the cluster say about CLI logins.
 struct Examination {
     auth_mode: Option<String>,
     scope: Option<String>,
     keycloak: KeycloakView,
+    operator: OperatorView,
 }
 
 impl Examination {
@@ -253,6 +330,7 @@ impl Examination {
                 );
         }
         f.evidence("lifespans", self.sentence())
+            .evidence("operator", self.operator.describe())
     }
 }
 
@@ -269,10 +347,12 @@ async fn examine(ctx: &Ctx) -> Result<Examination> {
         auth_mode,
         scope,
         keycloak: KeycloakView::NotConfigured,
+        operator: OperatorView::Absent,
     };
     if !ex.oidc() {
         return Ok(ex);
     }
+    ex.operator = operator(ctx).await;
     // Keycloak only explains; when it cannot be read the check still runs.
     ex.keycloak = match ctx.keycloak().await {
         Ok(None) => KeycloakView::NotConfigured,
@@ -293,19 +373,30 @@ fn fix_command() -> String {
 }
 
 fn scope_finding(ex: &Examination) -> Finding {
-    let f = Finding::new(
+    let summary = format!(
+        "Harbor's OIDC scope {:?} does not ask for offline_access: {}; after that every docker login with a \
+         CLI secret fails until the user opens the web UI again",
+        ex.scope_shown(),
+        ex.sentence()
+    );
+    let f = ex.with_evidence(Finding::new(
         CHECK,
         Severity::Problem,
         format!("Harbor {SCOPE_KEY}"),
-        format!(
-            "Harbor's OIDC scope {:?} does not ask for offline_access: {}; after that every docker login with \
-             a CLI secret fails until the user opens the web UI again",
-            ex.scope_shown(),
-            ex.sentence()
-        ),
+        "",
         RUNBOOK,
-    );
-    ex.with_evidence(f).repair(fix_command())
+    ));
+    match ex.operator.will_revert() {
+        Some(warning) => Finding {
+            summary: format!("{summary}. {warning}"),
+            ..f
+        },
+        None => Finding {
+            summary: format!("{summary}."),
+            ..f
+        }
+        .repair(fix_command()),
+    }
 }
 
 fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
@@ -315,6 +406,14 @@ fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
              when regenerated in the web UI), {user} has not logged in to the web UI since offline_access was \
              added, or their offline session has ended ({}). Log in to the web UI, copy the CLI secret from User \
              Profile and try again",
+            ex.sentence()
+        )
+    } else if ex.operator.running() {
+        format!(
+            "most likely {user}'s Keycloak session has ended and Harbor cannot refresh their token because \
+             oidc_scope lacks offline_access ({}). Logging in to the web UI once makes it work for a while; \
+             Otomi's Harbor operator keeps the scope without offline_access, so for lasting access use the \
+             team's robot: `{WORKAROUND}`",
             ex.sentence()
         )
     } else {
@@ -339,7 +438,7 @@ fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
     .evidence("user", user)
     .evidence("token_service", "401 Unauthorized");
     let f = ex.with_evidence(f);
-    if ex.offline() {
+    if ex.offline() || ex.operator.running() {
         f
     } else {
         f.repair(fix_command())
@@ -378,6 +477,20 @@ pub async fn diagnose(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
             "Keycloak not configured: its lifespans were not read (give the --keycloak-* options)"
                 .into(),
         ),
+    }
+    match &ex.operator {
+        OperatorView::Running(_) if ex.offline() => out.notes.push(format!(
+            "Otomi's Harbor operator runs ({}); unless it was changed to keep offline_access it will reset \
+             oidc_scope to \"openid\" within a minute: run this check again then",
+            ex.operator.describe()
+        )),
+        OperatorView::Running(_) => {}
+        OperatorView::Absent => out.notes.push(format!(
+            "no operator in namespace {OPERATOR_NAMESPACE} rewrites Harbor's configuration"
+        )),
+        OperatorView::Unknown(why) => out.notes.push(format!(
+            "whether an operator rewrites Harbor's configuration is unknown ({why})"
+        )),
     }
     if !ex.offline() {
         out.findings.push(scope_finding(&ex));
@@ -448,6 +561,16 @@ impl Repair for CliLoginRepair {
             return Ok(vec![]);
         }
         self.wanted = scope_with_offline_access(&self.seen);
+        match operator(ctx).await {
+            view @ OperatorView::Running(_) => {
+                ctx.out.warn(view.will_revert().unwrap_or_default());
+            }
+            OperatorView::Unknown(why) => self.notes.push(format!(
+                "Could not check for an operator that rewrites Harbor's configuration ({why}); on Otomi, \
+                 apl-harbor-operator reverts this change within a minute."
+            )),
+            OperatorView::Absent => {}
+        }
         self.notes.push(
             "After the change each user must log in to the web UI once; from then on their CLI secret keeps \
              working."
