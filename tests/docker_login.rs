@@ -179,9 +179,19 @@ impl Team {
     }
 }
 
+/// Asserts that no form of a robot password is in the output: as it is,
+/// inside a docker `auth`, or inside the Secret's base64 data.
 #[track_caller]
-fn assert_no_secret(o: &Output) {
-    for s in [ROBOT_SECRET, PULL_SECRET, &b64(ROBOT_SECRET)] {
+fn assert_no_secret(o: &Output, team: &Team) {
+    let forms = [
+        ROBOT_SECRET.to_string(),
+        PULL_SECRET.to_string(),
+        b64(&format!("{}:{ROBOT_SECRET}", team.push_user)),
+        b64(&format!("{}:{PULL_SECRET}", team.pull_user)),
+        dockerconfigjson(&team.host, &team.push_user, ROBOT_SECRET),
+        dockerconfigjson(&team.host, &team.pull_user, PULL_SECRET),
+    ];
+    for s in &forms {
         assert!(
             !stdout(o).contains(s) && !stderr(o).contains(s),
             "a secret leaked into the output\n--- stdout\n{}\n--- stderr\n{}",
@@ -232,7 +242,7 @@ async fn writes_auths_leaving_other_registries_and_helpers_alone() {
     assert_eq!(mode(&team.config_path()), 0o600);
     assert_eq!(team.token_requests(&team.push_user), 1, "tried once");
     assert!(stderr(&o).contains("Logged in to"), "{}", stderr(&o));
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     team.finish().await;
 }
 
@@ -251,7 +261,7 @@ async fn a_missing_config_is_created_and_json_output_says_where() {
         b64(&format!("{}:{PULL_SECRET}", team.pull_user))
     );
     assert_eq!(mode(&team.config_path()), 0o600);
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     team.finish().await;
 }
 
@@ -261,7 +271,7 @@ async fn a_creds_store_helper_receives_the_credentials_and_auths_is_untouched() 
     let before = "{\"auths\": {\"quay.io\": {}}, \"credsStore\": \"fake\"}\n";
     team.write_config(before);
     let stored = team.helper("fake");
-    let o = run(team.doctor(&[])).await;
+    let o = run(team.doctor(&["-vvv"])).await;
     assert_exit(&o, 0);
     assert_eq!(team.config(), before, "the config file is not touched");
     let got: Value = serde_json::from_str(&std::fs::read_to_string(stored).unwrap()).unwrap();
@@ -270,7 +280,7 @@ async fn a_creds_store_helper_receives_the_credentials_and_auths_is_untouched() 
         json!({"ServerURL": team.host, "Username": team.push_user, "Secret": ROBOT_SECRET})
     );
     assert!(stderr(&o).contains("docker-credential-fake"));
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     team.finish().await;
 }
 
@@ -308,7 +318,7 @@ async fn a_missing_helper_program_is_refused_pointing_to_print() {
         0,
         "refused before trying"
     );
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     team.finish().await;
 }
 
@@ -355,13 +365,13 @@ async fn rejected_robot_credentials_store_nothing() {
     let team = Team::new().await;
     let robot = team.harbor.robot("team-demo-push").unwrap();
     team.harbor.set_robot_secret(robot.id, "SomethingElse9");
-    let o = run(team.doctor(&[])).await;
+    let o = run(team.doctor(&["-vvv"])).await;
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("rejected"), "{}", stderr(&o));
     assert!(stderr(&o).contains("provision --team demo"));
     assert!(!team.config_path().exists(), "nothing was written");
     assert_eq!(team.token_requests(&team.push_user), 1, "tried once only");
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     team.finish().await;
 }
 
@@ -444,9 +454,9 @@ async fn https_registries_are_verified_with_the_given_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_printed_command_logs_in_without_showing_the_password() {
     let team = Team::new().await;
-    let o = run(team.doctor(&["--print"])).await;
+    let o = run(team.doctor(&["--print", "-vvv"])).await;
     assert_exit(&o, 0);
-    assert_no_secret(&o);
+    assert_no_secret(&o, &team);
     let command = stdout(&o).trim().to_string();
     assert!(command.contains("--password-stdin"), "{command}");
     assert!(
