@@ -435,9 +435,11 @@ fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
         ),
         RUNBOOK,
     )
+    // The scope finding carries the lifespans; this one only what is its own.
     .evidence("user", user)
-    .evidence("token_service", "401 Unauthorized");
-    let f = ex.with_evidence(f);
+    .evidence("token_service", "401 Unauthorized")
+    .evidence(SCOPE_KEY, ex.scope_shown())
+    .evidence("operator", ex.operator.describe());
     if ex.offline() || ex.operator.running() {
         f
     } else {
