@@ -623,3 +623,52 @@ async fn without_a_running_operator_the_fix_is_offered() {
     }
     h.finish().await.unwrap();
 }
+
+/// The CLI secret typed at the hidden prompt in a pseudo-terminal: it is
+/// asked for before the checks start, never echoed, and tried once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_secret_can_be_typed_at_a_hidden_prompt() {
+    use expectrl::{Eof, Session};
+    let h = harbor("openid,offline_access").await;
+    h.add_oidc_user("alice", CLI_SECRET, &[]);
+    let url = h.url();
+    let shown = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("HARBOR_URL", url)
+            .env("HARBOR_PASSWORD", ADMIN_PW)
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .args(["diagnose", "cli-login", "--user", "alice"]);
+        let mut s = Session::spawn(cmd).expect("spawning the doctor in a pseudo-terminal");
+        s.set_expect_timeout(Some(Duration::from_secs(30)));
+        let asked = s
+            .expect("CLI secret of alice")
+            .expect("the secret is asked for");
+        let mut shown = String::from_utf8_lossy(asked.before()).into_owned();
+        s.send_line(CLI_SECRET).unwrap();
+        let rest = s.expect(Eof).unwrap();
+        shown.push_str(&String::from_utf8_lossy(rest.before()));
+        for m in rest.matches() {
+            shown.push_str(&String::from_utf8_lossy(m));
+        }
+        let code = match s.get_process_mut().wait().unwrap() {
+            expectrl::WaitStatus::Exited(_, code) => code,
+            other => panic!("the doctor did not exit normally: {other:?}"),
+        };
+        (code, shown)
+    })
+    .await
+    .unwrap();
+    let (code, shown) = shown;
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("alice's CLI secret works now"), "{shown}");
+    assert!(
+        !shown.contains(CLI_SECRET),
+        "the secret was echoed:\n{shown}"
+    );
+    assert_eq!(token_requests_by(&h, "alice"), 1);
+    h.finish().await.unwrap();
+}
