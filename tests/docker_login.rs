@@ -44,16 +44,20 @@ fn dockerconfigjson(host: &str, user: &str, password: &str) -> String {
 }
 
 impl Team {
+    /// Harbor over HTTP, its registry host the address clients use (Prism's
+    /// in the contract stage, so the token checks are validated too).
     async fn new() -> Team {
-        Self::with_harbor(HarborOptions {
+        let harbor = HarborSim::start_for_test(HarborOptions {
             login_penalty: Duration::from_millis(50),
             ..HarborOptions::otomi(ISSUER)
         })
         .await
+        .unwrap();
+        harbor.set_external_url(&harbor.url());
+        Self::with_harbor(harbor).await
     }
 
-    async fn with_harbor(opts: HarborOptions) -> Team {
-        let harbor = HarborSim::start_for_test(opts).await.unwrap();
+    async fn with_harbor(harbor: HarborEndpoint) -> Team {
         harbor.add_project("team-demo", false);
         let push = harbor.add_robot(RobotSeed {
             secret: Some(ROBOT_SECRET.into()),
@@ -422,11 +426,16 @@ async fn a_dry_run_checks_but_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_registries_are_verified_with_the_given_ca() {
-    let team = Team::with_harbor(HarborOptions {
-        tls: true,
-        login_penalty: Duration::from_millis(50),
-        ..HarborOptions::otomi(ISSUER)
-    })
+    // The registry host is the simulator's own HTTPS address, never Prism's.
+    let team = Team::with_harbor(
+        HarborSim::start_for_test(HarborOptions {
+            tls: true,
+            login_penalty: Duration::from_millis(50),
+            ..HarborOptions::otomi(ISSUER)
+        })
+        .await
+        .unwrap(),
+    )
     .await;
     let ca = team.dir.path().join("ca.pem");
     std::fs::write(&ca, team.harbor.sim().ca_pem().unwrap()).unwrap();
