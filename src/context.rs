@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use crate::cli::GlobalOptions;
 use crate::clients::cluster_db;
+use crate::clients::harbor::{Harbor, HarborSettings, Secret};
 use crate::clients::keycloak::{Keycloak, KeycloakSettings};
 use crate::clients::kube::Kube;
 use crate::clients::registry_db::{DbTarget, RegistryDb};
@@ -21,6 +22,7 @@ pub struct Ctx {
     pub out: Output,
     db: OnceCell<RegistryDb>,
     keycloak: OnceCell<Option<Keycloak>>,
+    harbor: OnceCell<Harbor>,
     kube: OnceCell<Kube>,
 }
 
@@ -32,6 +34,7 @@ impl Ctx {
             out,
             db: OnceCell::new(),
             keycloak: OnceCell::new(),
+            harbor: OnceCell::new(),
             kube: OnceCell::new(),
         }
     }
@@ -112,5 +115,38 @@ impl Ctx {
             })
             .await
             .map(Option::as_ref)
+    }
+
+    /// Harbor's API: `--harbor-url` with the admin credentials, when given.
+    pub async fn harbor(&self) -> Result<&Harbor> {
+        self.harbor
+            .get_or_try_init(|| async {
+                let Some(url) = self
+                    .opts
+                    .harbor_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                else {
+                    return Err(anyhow::Error::new(NotConfigured(
+                        "no Harbor URL: give --harbor-url / HARBOR_URL".into(),
+                    )));
+                };
+                let settings = HarborSettings {
+                    url: url.to_string(),
+                    username: self.opts.harbor_username.clone(),
+                    password: self
+                        .opts
+                        .harbor_password
+                        .as_deref()
+                        .filter(|p| !p.is_empty())
+                        .map(Secret::new),
+                    ca_cert: self.opts.ca_cert.clone(),
+                    timeout: self.timeout(),
+                };
+                tracing::info!("using Harbor at {url}");
+                Harbor::new(settings)
+            })
+            .await
     }
 }

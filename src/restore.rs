@@ -1,10 +1,11 @@
 //! `restore BACKUP-FILE`: put back what a repair changed.
 //!
-//! Restore is a repair like the others: it plans (showing each row that will
-//! be put back), confirms, honours `--dry-run`, writes a backup of the state
-//! it replaces (so a restore can itself be undone), applies in one
-//! transaction, and verifies. Rows come back exactly as they were,
-//! update_time aside (Harbor's triggers set it). It refuses, changing
+//! Restore is a repair like the others: it plans (showing each row and
+//! configuration value that will be put back), confirms, honours
+//! `--dry-run`, writes a backup of the state it replaces (so a restore can
+//! itself be undone), applies (rows in one transaction, then Harbor
+//! configuration values in one request), and verifies. Rows come back exactly
+//! as they were, update_time aside (Harbor's triggers set it). It refuses, changing
 //! nothing, when the file is truncated or edited, or when putting a row back
 //! would clash with rows created since (a new user with the same name, a
 //! subject now linked elsewhere, a membership created again).
@@ -18,9 +19,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::backup::{self, Backup, BackupItem};
+use crate::clients::harbor::status_of;
 use crate::clients::registry_db::{CommitError, RowImage};
 use crate::context::Ctx;
 use crate::outcome::{incomplete, refused};
@@ -36,6 +38,8 @@ pub struct RestoreRepair {
     backup: Option<Backup>,
     /// Rows that differ from the backup, with whether they still exist.
     rows: Vec<(RowImage, bool)>,
+    /// Harbor configuration values that differ from the backup.
+    config: Vec<ConfigValue>,
     /// Deployments whose strategy differs from the backup.
     strategies: Vec<StrategyRestore>,
 }
@@ -51,12 +55,21 @@ struct StrategyRestore {
     resource_version: String,
 }
 
+/// A Harbor configuration value to put back.
+struct ConfigValue {
+    key: String,
+    /// As the plan saw it.
+    seen: Value,
+    wanted: Value,
+}
+
 impl RestoreRepair {
     pub fn new(path: PathBuf) -> Self {
         RestoreRepair {
             path,
             backup: None,
             rows: vec![],
+            config: vec![],
             strategies: vec![],
         }
     }
@@ -98,9 +111,11 @@ impl Repair for RestoreRepair {
             return Ok(steps);
         }
         let mut images: Vec<RowImage> = vec![];
+        let mut config: Vec<(String, Value)> = vec![];
         for item in &backup.items {
             match item {
                 BackupItem::RegistryDb(img) => images.push(img.clone()),
+                BackupItem::HarborConfig { key, value } => config.push((key.clone(), value.clone())),
                 other => {
                     return Err(refused(format!(
                         "the backup holds {other}, and restoring that kind of item is not available in this \
@@ -109,6 +124,84 @@ impl Repair for RestoreRepair {
                 }
             }
         }
+        let mut steps = vec![];
+        if !images.is_empty() {
+            steps.extend(self.plan_rows(ctx, images).await?);
+        }
+        if !config.is_empty() {
+            steps.extend(self.plan_config(ctx, config).await?);
+        }
+        self.backup = Some(backup);
+        Ok(steps)
+    }
+
+    async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
+        if !self.strategies.is_empty() {
+            return self.apply_kubernetes(ctx, backups).await;
+        }
+        let config_before = self.config_before(ctx).await?;
+        if self.rows.is_empty() {
+            let harbor = ctx.harbor().await?;
+            let source = format!("Harbor {}", harbor.base_url());
+            backups.write(&Backup::new(
+                "restore",
+                &self.subject(),
+                &source,
+                config_before,
+            ))?;
+            return self.put_config(ctx).await;
+        }
+        self.apply_rows(ctx, backups, config_before).await?;
+        if self.config.is_empty() {
+            return Ok(());
+        }
+        self.put_config(ctx).await.map_err(|e| {
+            incomplete(format!(
+                "the database rows were restored, but the Harbor configuration was not: {e:#}. Run restore \
+                 again to put back what still differs"
+            ))
+        })
+    }
+
+    async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
+        if !self.strategies.is_empty() {
+            return self.verify_kubernetes(ctx).await;
+        }
+        let mut differ = vec![];
+        if !self.rows.is_empty() {
+            let db = ctx.db().await?;
+            let tx = db.begin(ctx.lock_wait()).await?;
+            for (img, _) in &self.rows {
+                match tx.current(&img.table, img.key).await? {
+                    Some(cur) if same_row(&cur, &img.row) => {}
+                    _ => differ.push(format!("{} {}={}", img.table, img.key_column, img.key)),
+                }
+            }
+            tx.rollback().await;
+        }
+        if !self.config.is_empty() {
+            let now = ctx.harbor().await?.configurations().await?;
+            for c in &self.config {
+                if now.get(&c.key) != Some(&c.wanted) {
+                    differ.push(format!("Harbor configuration {}", c.key));
+                }
+            }
+        }
+        Ok(if differ.is_empty() {
+            Verification::Verified
+        } else {
+            Verification::NotVerified(format!(
+                "still different from the backup: {}",
+                differ.join(", ")
+            ))
+        })
+    }
+}
+
+impl RestoreRepair {
+    /// Registry database rows: which differ from the backup, and whether
+    /// putting them back would clash with rows created since.
+    async fn plan_rows(&mut self, ctx: &Ctx, mut images: Vec<RowImage>) -> Result<Vec<PlanStep>> {
         images.sort_by_key(|i| {
             (
                 TABLE_ORDER
@@ -145,7 +238,6 @@ impl Repair for RestoreRepair {
             self.rows.push((img, current.is_some()));
         }
         tx.rollback().await;
-        self.backup = Some(backup);
         if !clashes.is_empty() {
             return Err(refused(format!(
                 "restoring would clash with rows created or changed since the backup; nothing was changed:\n  {}",
@@ -155,10 +247,14 @@ impl Repair for RestoreRepair {
         Ok(steps)
     }
 
-    async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
-        if !self.strategies.is_empty() {
-            return self.apply_kubernetes(ctx, backups).await;
-        }
+    /// Puts the rows back in one transaction, after writing a backup of
+    /// them as they are now (plus `also_before`, the other systems' state).
+    async fn apply_rows(
+        &self,
+        ctx: &Ctx,
+        backups: &mut BackupSink,
+        also_before: Vec<BackupItem>,
+    ) -> Result<()> {
         let db = ctx.db().await?;
         let tx = db.begin(ctx.lock_wait()).await?;
         let mut before = vec![];
@@ -183,8 +279,21 @@ impl Repair for RestoreRepair {
                 before.push(BackupItem::RegistryDb(RowImage { row, ..img.clone() }));
             }
         }
+        let source = if also_before.is_empty() {
+            db.describe().to_string()
+        } else {
+            format!(
+                "{}; Harbor {}",
+                db.describe(),
+                ctx.harbor().await?.base_url()
+            )
+        };
+        before.extend(also_before);
         let subject = self.subject();
-        backups.write(&Backup::new("restore", &subject, db.describe(), before))?;
+        if let Err(e) = backups.write(&Backup::new("restore", &subject, &source, before)) {
+            tx.rollback().await;
+            return Err(e);
+        }
         for (img, existed) in &self.rows {
             tx.restore_row(img, *existed).await?;
         }
@@ -198,28 +307,92 @@ impl Repair for RestoreRepair {
         }
     }
 
-    async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
-        if !self.strategies.is_empty() {
-            return self.verify_kubernetes(ctx).await;
-        }
-        let db = ctx.db().await?;
-        let tx = db.begin(ctx.lock_wait()).await?;
-        let mut differ = vec![];
-        for (img, _) in &self.rows {
-            match tx.current(&img.table, img.key).await? {
-                Some(cur) if same_row(&cur, &img.row) => {}
-                _ => differ.push(format!("{} {}={}", img.table, img.key_column, img.key)),
+    /// Harbor configuration values that differ from the backup. A key that
+    /// Harbor does not show (write-only, or unknown to this version) cannot
+    /// be compared or verified, so the restore is refused.
+    async fn plan_config(
+        &mut self,
+        ctx: &Ctx,
+        items: Vec<(String, Value)>,
+    ) -> Result<Vec<PlanStep>> {
+        let now = ctx.harbor().await?.configurations().await?;
+        let mut steps = vec![];
+        let mut hidden = vec![];
+        self.config.clear();
+        for (key, wanted) in items {
+            let Some(current) = now.get(&key) else {
+                hidden.push(key);
+                continue;
+            };
+            if *current == wanted {
+                continue;
             }
+            steps.push(PlanStep::new(
+                "update",
+                format!("Harbor configuration {key}"),
+                format!("{current} -> {wanted}"),
+            ));
+            self.config.push(ConfigValue {
+                key,
+                seen: current.clone(),
+                wanted,
+            });
         }
-        tx.rollback().await;
-        Ok(if differ.is_empty() {
-            Verification::Verified
-        } else {
-            Verification::NotVerified(format!(
-                "rows still differ from the backup: {}",
-                differ.join(", ")
-            ))
-        })
+        if !hidden.is_empty() {
+            return Err(refused(format!(
+                "Harbor does not show its configuration value(s) {}, so restore can neither compare nor verify \
+                 them; nothing was changed",
+                hidden.join(", ")
+            )));
+        }
+        Ok(steps)
+    }
+
+    /// The configuration values about to be replaced, as they are now;
+    /// refuses when one changed since the plan was made.
+    async fn config_before(&self, ctx: &Ctx) -> Result<Vec<BackupItem>> {
+        if self.config.is_empty() {
+            return Ok(vec![]);
+        }
+        let now = ctx.harbor().await?.configurations().await?;
+        let mut before = vec![];
+        for c in &self.config {
+            let value = now.get(&c.key).cloned().unwrap_or(Value::Null);
+            if value != c.seen {
+                return Err(refused(format!(
+                    "Harbor configuration {} changed since the plan was made (it is now {value}); nothing was \
+                     changed. Run restore again",
+                    c.key
+                )));
+            }
+            before.push(BackupItem::HarborConfig {
+                key: c.key.clone(),
+                value,
+            });
+        }
+        Ok(before)
+    }
+
+    /// Writes the backup's configuration values in one request.
+    async fn put_config(&self, ctx: &Ctx) -> Result<()> {
+        let values: Map<String, Value> = self
+            .config
+            .iter()
+            .map(|c| (c.key.clone(), c.wanted.clone()))
+            .collect();
+        ctx.harbor()
+            .await?
+            .set_configurations(&values)
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(s) if (400..500).contains(&s) => {
+                    refused(format!("Harbor refused the configuration ({e:#}); it was not changed"))
+                }
+                _ => incomplete(format!(
+                    "writing Harbor's configuration failed ({e:#}); whether Harbor applied it is unknown. Run \
+                     restore again with --dry-run to see what still differs"
+                )),
+            })
     }
 }
 

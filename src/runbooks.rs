@@ -9,6 +9,11 @@ pub const RUNBOOKS: &[(&str, &str, &str)] = &[
         include_str!("../runbooks/oidc-conflict.md"),
     ),
     (
+        "cli-login",
+        "docker login with a CLI secret fails unless the user just used the web UI",
+        include_str!("../runbooks/cli-login.md"),
+    ),
+    (
         "multi-attach",
         "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
         include_str!("../runbooks/multi-attach.md"),

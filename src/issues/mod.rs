@@ -9,6 +9,7 @@
 //! Adding a known issue means adding a module here, its check id in
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
+pub mod cli_login;
 pub mod harbor_workloads;
 pub mod multi_attach;
 pub mod oidc_conflict;
@@ -28,16 +29,15 @@ pub struct CheckOptions {
 }
 
 /// Runs one check.
-pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
+pub async fn run_check(id: CheckId, ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
+        CheckId::CliLogin => cli_login::diagnose(ctx, opts).await,
         CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
         CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
-        CheckId::Connectivity | CheckId::CliLogin | CheckId::Teams => {
-            Ok(CheckOutcome::skipped(format!(
-                "the {} check is not available in this version of harbor-doctor yet",
-                id.as_str()
-            )))
-        }
+        CheckId::Connectivity | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
+            "the {} check is not available in this version of harbor-doctor yet",
+            id.as_str()
+        ))),
     }
 }
