@@ -7,11 +7,14 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
+use crate::issues::cli_login::{self, CliLoginRepair};
+use crate::issues::multi_attach::MultiAttachRepair;
 use crate::issues::oidc_conflict::OidcConflictRepair;
+use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
-use crate::{diagnose, repair, runbooks};
+use crate::{diagnose, docker_login, repair, runbooks};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
 /// errors only with -q; RUST_LOG overrides.
@@ -41,16 +44,21 @@ fn not_yet(what: &str) -> anyhow::Error {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
-        Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
+        Command::Diagnose(args) => {
+            cli_login::read_cli_secret(&args)?;
+            diagnose::run(&ctx, &args).await
+        }
         Command::Fix(args) => match args.issue {
             FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
-            FixIssue::MultiAttach => Err(not_yet("fix multi-attach")),
-            FixIssue::RegistryStrategy => Err(not_yet("fix registry-strategy")),
-            FixIssue::CliLogin => Err(not_yet("fix cli-login")),
+            FixIssue::MultiAttach => repair::run(&ctx, &mut MultiAttachRepair::new()).await,
+            FixIssue::RegistryStrategy => {
+                repair::run(&ctx, &mut RegistryStrategyRepair::new()).await
+            }
+            FixIssue::CliLogin => repair::run(&ctx, &mut CliLoginRepair::new()).await,
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
         Command::Provision(args) => teams::provision(&ctx, &args).await,
-        Command::DockerLogin(_) => Err(not_yet("docker-login")),
+        Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
         Command::Lab(_) => Err(not_yet("lab")),
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {

@@ -9,10 +9,12 @@ use anyhow::Result;
 use tokio::sync::OnceCell;
 
 use crate::cli::GlobalOptions;
+use crate::clients::cluster_db;
 use crate::clients::harbor::{Harbor, HarborSettings, Secret};
 use crate::clients::keycloak::{Keycloak, KeycloakSettings};
+use crate::clients::kube::Kube;
 use crate::clients::registry_db::{DbTarget, RegistryDb};
-use crate::clients::NotConfigured;
+use crate::clients::{is_not_configured, NotConfigured};
 use crate::render::Output;
 
 pub struct Ctx {
@@ -21,6 +23,7 @@ pub struct Ctx {
     db: OnceCell<RegistryDb>,
     keycloak: OnceCell<Option<Keycloak>>,
     harbor: OnceCell<Harbor>,
+    kube: OnceCell<Kube>,
 }
 
 impl Ctx {
@@ -32,6 +35,7 @@ impl Ctx {
             db: OnceCell::new(),
             keycloak: OnceCell::new(),
             harbor: OnceCell::new(),
+            kube: OnceCell::new(),
         }
     }
 
@@ -45,20 +49,47 @@ impl Ctx {
         self.timeout().min(Duration::from_secs(10))
     }
 
-    /// The registry database: `--db-url` when given.
+    /// The registry database: `--db-url` when given, else found through
+    /// the cluster (the chart's database or a CloudNativePG cluster in
+    /// `--harbor-namespace`).
     pub async fn db(&self) -> Result<&RegistryDb> {
         self.db
             .get_or_try_init(|| async {
                 let target = match &self.opts.db_url {
                     Some(url) if !url.trim().is_empty() => DbTarget::from_url(url.trim())?,
                     _ => {
-                        return Err(anyhow::Error::new(NotConfigured(
-                            "no registry database: give --db-url / HARBOR_DATABASE_URL".into(),
-                        )))
+                        let kube = self.kube().await.map_err(|e| {
+                            if is_not_configured(&e) {
+                                anyhow::Error::new(NotConfigured(
+                                    "no registry database: give --db-url / HARBOR_DATABASE_URL, or a kubeconfig \
+                                     (--kubeconfig, KUBECONFIG) so it can be found in the cluster"
+                                        .into(),
+                                ))
+                            } else {
+                                e
+                            }
+                        })?;
+                        let found = cluster_db::discover(kube, &self.opts.harbor_namespace).await?;
+                        cluster_db::target(kube, &found)?
                     }
                 };
                 tracing::info!("connecting to the registry database {}", target.describe());
                 RegistryDb::connect(target, self.timeout()).await
+            })
+            .await
+    }
+
+    /// The Kubernetes cluster: `--kubeconfig` / `--context`, KUBECONFIG,
+    /// ~/.kube/config, or the pod's service account.
+    pub async fn kube(&self) -> Result<&Kube> {
+        self.kube
+            .get_or_try_init(|| async {
+                Kube::connect(
+                    self.opts.kubeconfig.as_deref(),
+                    self.opts.context.as_deref(),
+                    self.timeout(),
+                )
+                .await
             })
             .await
     }

@@ -21,6 +21,7 @@ pub mod clients;
 pub mod confirm;
 pub mod context;
 pub mod diagnose;
+pub mod docker_login;
 pub mod issues;
 pub mod outcome;
 pub mod render;

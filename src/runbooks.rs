@@ -18,6 +18,21 @@ pub const RUNBOOKS: &[(&str, &str, &str)] = &[
         "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
         include_str!("../runbooks/oidc-conflict.md"),
     ),
+    (
+        "cli-login",
+        "docker login with a CLI secret fails unless the user just used the web UI",
+        include_str!("../runbooks/cli-login.md"),
+    ),
+    (
+        "multi-attach",
+        "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
+        include_str!("../runbooks/multi-attach.md"),
+    ),
+    (
+        "registry-strategy",
+        "Deployments with ReadWriteOnce volumes that roll with RollingUpdate instead of Recreate",
+        include_str!("../runbooks/registry-strategy.md"),
+    ),
 ];
 
 /// Check ids whose runbook has another name.

@@ -4,9 +4,15 @@
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
 //! - `harbor`: Harbor's REST API and its registry token service.
+//! - `docker_config`: the docker CLI's config file and credential helpers.
+//! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
+//!   through it.
 
+pub mod cluster_db;
+pub mod docker_config;
 pub mod harbor;
 pub mod keycloak;
+pub mod kube;
 pub mod registry_db;
 pub mod tls;
 

@@ -9,8 +9,12 @@
 //! Adding a known issue means adding a module here, its check id in
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
+pub mod cli_login;
 pub mod connectivity;
+pub mod harbor_workloads;
+pub mod multi_attach;
 pub mod oidc_conflict;
+pub mod registry_strategy;
 pub mod teams;
 
 use anyhow::Result;
@@ -27,16 +31,13 @@ pub struct CheckOptions {
 }
 
 /// Runs one check.
-pub async fn run_check(id: CheckId, ctx: &Ctx, _opts: &CheckOptions) -> Result<CheckOutcome> {
+pub async fn run_check(id: CheckId, ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
     match id {
         CheckId::OidcUsers => oidc_conflict::diagnose(ctx).await,
+        CheckId::CliLogin => cli_login::diagnose(ctx, opts).await,
+        CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
+        CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
         CheckId::Connectivity => connectivity::diagnose(ctx).await,
         CheckId::Teams => teams::diagnose(ctx).await,
-        CheckId::MultiAttach | CheckId::RegistryStrategy | CheckId::CliLogin => {
-            Ok(CheckOutcome::skipped(format!(
-                "the {} check is not available in this version of harbor-doctor yet",
-                id.as_str()
-            )))
-        }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod harbor;
+pub mod k8s;
 pub mod keycloak;
 pub mod postgres;
 pub mod tls;

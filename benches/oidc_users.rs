@@ -1,0 +1,111 @@
+//! Benchmark: `diagnose oidc-users` on 100,000 users with 100,000 OIDC links,
+//! 5,000 of them stale (issuer check, no Keycloak), against the real
+//! PostgreSQL the tests use.
+//!
+//! Reported as a ratio against a baseline measured in the same run, because
+//! these machines are shared and noisy: the baseline asks the database one
+//! query per user (a prepared statement, the best case for that approach).
+//!
+//! Run: `cargo bench --bench oidc_users` (USERS=N to change the size).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use harbor_doctor::cli::Cli;
+use harbor_doctor::context::Ctx;
+use harbor_doctor::issues::oidc_conflict;
+use harbor_doctor_sim::postgres::PgServer;
+
+const ISSUER: &str = "https://keycloak.example.com/realms/otomi";
+const OLD_ISSUER: &str = "https://keycloak.old.example.com/realms/otomi";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let users: i32 = std::env::var("USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let stale = users / 20;
+    let db = PgServer::shared().harbor_database().await.expect("database");
+    let sql = db.connect().await.unwrap();
+    let seeding = Instant::now();
+    sql.batch_execute(&format!(
+        "INSERT INTO properties (k, v) VALUES ('auth_mode', 'oidc_auth'), ('oidc_endpoint', '{ISSUER}');
+         INSERT INTO harbor_user (username, email, password, realname)
+           SELECT 'user' || g, 'user' || g || '@example.com', '', 'User ' || g FROM generate_series(1, {users}) g;
+         INSERT INTO oidc_user (user_id, secret, subiss)
+           SELECT u.user_id, '<enc-v1>x',
+                  md5(u.user_id::text) || CASE WHEN u.user_id % 20 = 0 THEN '{OLD_ISSUER}' ELSE '{ISSUER}' END
+           FROM harbor_user u WHERE u.username LIKE 'user%';
+         ANALYZE;"
+    ))
+    .await
+    .unwrap();
+    eprintln!("seeded {users} users and links ({stale} stale) in {:?}", seeding.elapsed());
+
+    let cli = Cli::try_parse_from(["harbor-doctor", "--db-url", &db.url, "diagnose", "oidc-users"]).unwrap();
+    let ctx = Ctx::new(cli.global);
+    ctx.db().await.unwrap(); // connect once, outside the timing
+
+    // The doctor: set-based SQL.
+    let mut doctor_times = vec![];
+    let mut found = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let outcome = oidc_conflict::diagnose(&ctx).await.unwrap();
+        doctor_times.push(t.elapsed());
+        found = outcome.findings.len();
+    }
+    assert_eq!(found as i32, stale, "the doctor must find every stale link");
+    eprintln!("doctor runs done");
+
+    // Baseline: one query per user.
+    let stmt = sql.prepare("SELECT subiss FROM oidc_user WHERE user_id = $1").await.unwrap();
+    let ids: Vec<i32> = sql
+        .query("SELECT user_id FROM harbor_user WHERE NOT deleted AND user_id <> 1 ORDER BY user_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut baseline_times = vec![];
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut n = 0;
+        for id in &ids {
+            for r in sql.query(&stmt, &[id]).await.unwrap() {
+                let subiss: String = r.get(0);
+                if !subiss.ends_with(ISSUER) {
+                    n += 1;
+                }
+            }
+        }
+        baseline_times.push(t.elapsed());
+        assert_eq!(n, stale);
+        eprintln!("baseline run done");
+    }
+
+    // The whole binary, as an on-call engineer runs it.
+    let bin = env!("CARGO_BIN_EXE_harbor-doctor");
+    let mut process_times = vec![];
+    for _ in 0..3 {
+        let t = Instant::now();
+        let o = std::process::Command::new(bin)
+            .args(["--db-url", &db.url, "diagnose", "oidc-users", "-o", "json"])
+            .output()
+            .unwrap();
+        process_times.push(t.elapsed());
+        assert_eq!(o.status.code(), Some(1));
+    }
+
+    let d = median(doctor_times);
+    let b = median(baseline_times);
+    let p = median(process_times);
+    println!("diagnose oidc-users, {users} users, {users} links, {stale} stale (median):");
+    println!("  doctor (set-based SQL)        {:>10.1} ms", d.as_secs_f64() * 1e3);
+    println!("  whole binary, -o json         {:>10.1} ms", p.as_secs_f64() * 1e3);
+    println!("  baseline (one query per user) {:>10.1} ms", b.as_secs_f64() * 1e3);
+    println!("  baseline / doctor             {:>10.1}x", b.as_secs_f64() / d.as_secs_f64());
+}

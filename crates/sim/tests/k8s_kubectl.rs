@@ -1,0 +1,560 @@
+//! Conformance: the real `kubectl` binary against the simulated API server.
+//!
+//! kubectl reads discovery, asks for server-side Table printing, uses field
+//! and label selectors, describes objects with their events, patches with
+//! all three patch types and waits for deletions; if the simulator strays
+//! from the real protocol, kubectl says so here. kubectl must be installed:
+//! these tests fail (they do not skip) without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use harbor_doctor_sim::k8s::{KubeSim, MultiAttachOptions, PolicyRule};
+use serde_json::Value;
+
+fn kubectl_binary() -> PathBuf {
+    let candidates = std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::var_os("PATH").into_iter().flat_map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .collect::<Vec<_>>()
+        }));
+    for c in candidates {
+        if c.is_file() {
+            return c;
+        }
+    }
+    panic!(
+        "kubectl is not installed: the Kubernetes conformance tests need the real kubectl binary \
+         on PATH (or its path in KUBECTL). Install it, e.g. from https://dl.k8s.io/release/v1.33.1/bin/linux/amd64/kubectl"
+    );
+}
+
+struct Kubectl {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn new(sim: &KubeSim, token: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(&dir.path().join("config"), token)
+            .unwrap();
+        Self {
+            bin: kubectl_binary(),
+            dir,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// Runs kubectl off the async runtime (it blocks) and collects output.
+    async fn run(&self, args: &[&str]) -> Output {
+        let bin = self.bin.clone();
+        let config = self.config();
+        let home: PathBuf = self.dir.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || run_kubectl(&bin, &config, &home, &args))
+            .await
+            .unwrap()
+    }
+
+    /// Runs kubectl and insists on success with nothing on stderr: kubectl
+    /// warns on stderr about anything odd in discovery or responses.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert_eq!(
+            out.code, 0,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            out.stdout, out.stderr
+        );
+        assert!(
+            out.stderr.trim().is_empty(),
+            "kubectl {args:?} warned: {}",
+            out.stderr
+        );
+        out.stdout
+    }
+}
+
+/// The value of the first `Name:   value` line of kubectl describe output.
+fn field(describe: &str, name: &str) -> String {
+    describe
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn run_kubectl(bin: &Path, config: &Path, home: &Path, args: &[String]) -> Output {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .arg("--request-timeout=20s")
+        .env("KUBECONFIG", config)
+        .env("HOME", home)
+        .env_remove("KUBECTL_KUBERC")
+        .output()
+        .expect("running kubectl");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_with_selectors_and_prints_tables_and_json() {
+    let sim = KubeSim::start().await.unwrap();
+    let release = sim.seed_harbor_release("harbor", "harbor").unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+
+    let version = k.ok(&["version", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&version).unwrap();
+    assert_eq!(v["serverVersion"]["gitVersion"], "v1.33.1");
+
+    let table = k
+        .ok(&[
+            "get",
+            "pods",
+            "-n",
+            "harbor",
+            "-l",
+            "app=harbor,component=registry",
+        ])
+        .await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert!(row[0].starts_with(&release.registry_deployment), "{table}");
+    assert_eq!(&row[1..3], ["2/2", "Running"]);
+
+    let wide = k
+        .ok(&[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            "spec.nodeName=node-c",
+            "-o",
+            "wide",
+        ])
+        .await;
+    assert!(
+        wide.contains("harbor-database-0") && wide.contains("node-c"),
+        "{wide}"
+    );
+    assert_eq!(wide.lines().count(), 2, "{wide}");
+
+    let json = k
+        .ok(&[
+            "get",
+            "pods",
+            "-n",
+            "harbor",
+            "-l",
+            "component in (core,jobservice)",
+            "-o",
+            "json",
+        ])
+        .await;
+    let list: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["kind"] == "Pod"));
+
+    let one = k
+        .ok(&[
+            "get",
+            "deployment",
+            "harbor-registry",
+            "-n",
+            "harbor",
+            "-o",
+            "jsonpath={.spec.strategy.type}",
+        ])
+        .await;
+    assert_eq!(one, "RollingUpdate");
+
+    let many = k
+        .ok(&[
+            "get",
+            "deploy,rs,sts,svc,pvc,secrets,cm,ing",
+            "-n",
+            "harbor",
+        ])
+        .await;
+    for name in [
+        "deployment.apps/harbor-registry",
+        "statefulset.apps/harbor-database",
+        "service/harbor-core",
+        "persistentvolumeclaim/harbor-registry",
+        "secret/harbor-database",
+        "ingress.networking.k8s.io/harbor-ingress",
+    ] {
+        assert!(many.contains(name), "{name} missing from\n{many}");
+    }
+    let cluster = k
+        .ok(&["get", "nodes,pv,volumeattachments,namespaces"])
+        .await;
+    assert!(
+        cluster.contains("node/node-a") && cluster.contains("Ready"),
+        "{cluster}"
+    );
+    assert!(
+        cluster.contains("volumeattachment.storage.k8s.io/csi-"),
+        "{cluster}"
+    );
+
+    let selected = k
+        .ok(&[
+            "get",
+            "secrets",
+            "-n",
+            "harbor",
+            "--field-selector",
+            "type=Opaque",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(selected.lines().count(), 2, "{selected}");
+
+    let bad = k
+        .run(&[
+            "get",
+            "pods",
+            "-n",
+            "harbor",
+            "--field-selector",
+            "status.hostIP=10.0.0.1",
+        ])
+        .await;
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("Error from server (BadRequest)")
+            && bad
+                .stderr
+                .contains("field label not supported: status.hostIP"),
+        "{}",
+        bad.stderr
+    );
+    let missing = k.run(&["get", "pod", "nope", "-n", "harbor"]).await;
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing
+            .stderr
+            .contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describes_the_stuck_pod_with_its_multi_attach_event() {
+    let sim = KubeSim::start().await.unwrap();
+    sim.seed_harbor_release("harbor", "harbor").unwrap();
+    let scene = sim
+        .roll_deployment_into_multi_attach(
+            "harbor",
+            "harbor-registry",
+            MultiAttachOptions::default(),
+        )
+        .unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+
+    let pod = k
+        .ok(&["describe", "pod", &scene.stuck_pod, "-n", "harbor"])
+        .await;
+    assert_eq!(field(&pod, "Status"), "Pending", "{pod}");
+    assert!(
+        field(&pod, "Node").starts_with(&format!("{}/10.0.0.", scene.target_node)),
+        "{pod}"
+    );
+    assert_eq!(
+        field(&pod, "Controlled By"),
+        format!("ReplicaSet/{}", scene.new_replicaset)
+    );
+    assert!(pod.contains("ContainerCreating"), "{pod}");
+    assert!(pod.contains("FailedAttachVolume"), "{pod}");
+    assert!(pod.contains("attachdetach-controller"), "{pod}");
+    assert!(pod.contains("Multi-Attach error for volume"), "{pod}");
+    assert!(pod.contains("FailedMount"), "{pod}");
+
+    let deployment = k
+        .ok(&["describe", "deployment", "harbor-registry", "-n", "harbor"])
+        .await;
+    assert_eq!(
+        field(&deployment, "StrategyType"),
+        "RollingUpdate",
+        "{deployment}"
+    );
+    assert!(
+        field(&deployment, "NewReplicaSet").starts_with(&scene.new_replicaset),
+        "{deployment}"
+    );
+    assert!(deployment.contains(&scene.old_replicaset), "{deployment}");
+
+    let node = k.ok(&["describe", "node", &scene.holder_node]).await;
+    assert!(node.contains(&scene.holder_pods[0]), "{node}");
+
+    let events = k
+        .ok(&[
+            "get",
+            "events",
+            "-n",
+            "harbor",
+            "--field-selector",
+            "reason=FailedAttachVolume",
+        ])
+        .await;
+    assert!(events.contains("Multi-Attach error"), "{events}");
+    assert!(
+        events.contains(&format!("pod/{}", scene.stuck_pod)),
+        "{events}"
+    );
+    let v1 = k
+        .ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            "harbor",
+            "-o",
+            "json",
+        ])
+        .await;
+    let v1: Value = serde_json::from_str(&v1).unwrap();
+    assert!(v1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["reason"] == "FailedAttachVolume"
+            && e["regarding"]["name"] == scene.stuck_pod.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_patches_and_deletes() {
+    let sim = KubeSim::start().await.unwrap();
+    sim.seed_harbor_release("harbor", "harbor").unwrap();
+    let scene = sim
+        .roll_deployment_into_multi_attach(
+            "harbor",
+            "harbor-registry",
+            MultiAttachOptions::default(),
+        )
+        .unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+
+    // Strategic merge patch (kubectl's default) with $retainKeys.
+    let out = k
+        .ok(&[
+            "patch",
+            "deployment",
+            "harbor-registry",
+            "-n",
+            "harbor",
+            "-p",
+            r#"{"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}}"#,
+        ])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/harbor-registry patched");
+    let strategy = k
+        .ok(&[
+            "get",
+            "deployment",
+            "harbor-registry",
+            "-n",
+            "harbor",
+            "-o",
+            "jsonpath={.spec.strategy}",
+        ])
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&strategy).unwrap(),
+        serde_json::json!({"type": "Recreate"})
+    );
+    let again = k
+        .ok(&[
+            "patch",
+            "deployment",
+            "harbor-registry",
+            "-n",
+            "harbor",
+            "-p",
+            r#"{"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}}"#,
+        ])
+        .await;
+    assert_eq!(
+        again.trim(),
+        "deployment.apps/harbor-registry patched (no change)"
+    );
+
+    let refused = k
+        .run(&[
+            "patch",
+            "deployment",
+            "harbor-core",
+            "-n",
+            "harbor",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"strategy":{"type":"Recreate"}}}"#,
+        ])
+        .await;
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("spec.strategy.rollingUpdate: Forbidden"),
+        "{}",
+        refused.stderr
+    );
+
+    k.ok(&[
+        "patch",
+        "configmap",
+        "harbor-core",
+        "-n",
+        "harbor",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"EXTRA":"1"}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "secret",
+        "harbor-core",
+        "-n",
+        "harbor",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/checked","value":"yes"}]"#,
+    ])
+    .await;
+    assert_eq!(
+        sim.get("v1", "Secret", Some("harbor"), "harbor-core")
+            .unwrap()["metadata"]["labels"]["checked"],
+        "yes"
+    );
+
+    // The runbook step: delete the stale ReplicaSet; the new pod runs.
+    let deleted = k
+        .ok(&[
+            "delete",
+            "replicaset",
+            &scene.old_replicaset,
+            "-n",
+            "harbor",
+        ])
+        .await;
+    assert_eq!(
+        deleted.trim(),
+        format!("replicaset.apps \"{}\" deleted", scene.old_replicaset)
+    );
+    sim.wait_for(Duration::from_secs(10), |s| {
+        s.get("v1", "Pod", Some("harbor"), &scene.stuck_pod)
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    })
+    .await
+    .unwrap();
+    let phase = k
+        .ok(&[
+            "get",
+            "pod",
+            &scene.stuck_pod,
+            "-n",
+            "harbor",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .await;
+    assert_eq!(phase, "Running");
+
+    // kubectl waits for a pod's graceful deletion to finish.
+    let gone = k
+        .ok(&["delete", "pod", &scene.stuck_pod, "-n", "harbor"])
+        .await;
+    assert_eq!(gone.trim(), format!("pod \"{}\" deleted", scene.stuck_pod));
+    assert!(sim
+        .get("v1", "Pod", Some("harbor"), &scene.stuck_pod)
+        .is_none());
+
+    let labelled = k
+        .ok(&[
+            "delete",
+            "configmap",
+            "-n",
+            "harbor",
+            "-l",
+            "component=core",
+        ])
+        .await;
+    assert!(
+        labelled.contains("configmap \"harbor-core\" deleted"),
+        "{labelled}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reports_unauthorized_and_forbidden_like_a_real_cluster() {
+    let sim = KubeSim::start().await.unwrap();
+    sim.seed_harbor_release("harbor", "harbor").unwrap();
+    let stranger = Kubectl::new(&sim, "expired-token");
+    let out = stranger.run(&["get", "pods", "-n", "harbor"]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("You must be logged in to the server")
+            || out.stderr.contains("Unauthorized"),
+        "{}",
+        out.stderr
+    );
+
+    sim.add_user(
+        "viewer",
+        "system:serviceaccount:harbor:harbor-doctor",
+        vec![PolicyRule::new(
+            &["get", "list", "watch"],
+            &["", "apps"],
+            &["pods", "deployments"],
+        )
+        .in_namespaces(&["harbor"])],
+    );
+    let viewer = Kubectl::new(&sim, "viewer");
+    let pods = viewer
+        .ok(&["get", "pods", "-n", "harbor", "-o", "name"])
+        .await;
+    assert_eq!(pods.lines().count(), 4);
+    let denied = viewer
+        .run(&["delete", "deployment", "harbor-core", "-n", "harbor"])
+        .await;
+    assert_ne!(denied.code, 0);
+    assert!(
+        denied.stderr.contains(
+            "Error from server (Forbidden): deployments.apps \"harbor-core\" is forbidden: User \"system:serviceaccount:harbor:harbor-doctor\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"harbor\""
+        ),
+        "{}",
+        denied.stderr
+    );
+}
