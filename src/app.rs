@@ -14,7 +14,7 @@ use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
-use crate::{diagnose, docker_login, repair, runbooks};
+use crate::{diagnose, docker_login, lab, repair, runbooks};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
 /// errors only with -q; RUST_LOG overrides.
@@ -35,12 +35,6 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-fn not_yet(what: &str) -> anyhow::Error {
-    refused(format!(
-        "`{what}` is not available in this version of harbor-doctor yet; nothing was changed"
-    ))
-}
-
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
@@ -59,7 +53,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
         Command::Provision(args) => teams::provision(&ctx, &args).await,
         Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
-        Command::Lab(_) => Err(not_yet("lab")),
+        Command::Lab(args) => lab::run(&ctx, &args).await,
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {
             let mut cmd = Cli::command();

@@ -23,6 +23,7 @@ pub mod context;
 pub mod diagnose;
 pub mod docker_login;
 pub mod issues;
+pub mod lab;
 pub mod outcome;
 pub mod render;
 pub mod repair;

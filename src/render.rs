@@ -73,6 +73,15 @@ impl Output {
         }
     }
 
+    /// A command's data for scripts and shells on stdout, as it is (the
+    /// lab's `export` lines).
+    pub fn print_stdout(&self, text: &str) {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+
     /// Text for people: on stdout for tables, on stderr when stdout carries JSON.
     fn human(&self, text: &str) {
         if self.json() {

@@ -1,0 +1,473 @@
+//! The lab's installation: the simulated servers and the throwaway
+//! PostgreSQL, wired together the way a real Harbor installation is (the
+//! cluster's database pod port-forwards to the real PostgreSQL, Harbor's
+//! OIDC issuer is the simulated Keycloak's realm), with every known issue
+//! planted.
+//!
+//! Tests start it in-process ([`Lab::start`]) to get a broken installation;
+//! `harbor-doctor lab` starts the same one and hands its environment to a
+//! shell.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use base64::Engine;
+use harbor_doctor_sim::harbor::{HarborOptions, HarborSim, RobotSeed};
+use harbor_doctor_sim::k8s::{HarborSeed, KubeSim, MultiAttachOptions};
+use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
+use harbor_doctor_sim::postgres::{self, PgServer, HARBOR_SCHEMA};
+use serde_json::json;
+
+use crate::outcome::refused;
+
+/// Harbor's namespace and Helm release in the lab, as Otomi names them.
+pub const NAMESPACE: &str = "harbor";
+const RELEASE: &str = "harbor";
+/// The Keycloak realm Harbor's users sign in through (Otomi's).
+pub const REALM: &str = "otomi";
+/// Otomi's robot name prefix.
+const ROBOT_PREFIX: &str = "otomi-";
+const KEYCLOAK_ADMIN: &str = "admin";
+
+/// Users whose Keycloak id changed (Keycloak was redeployed): their next
+/// login fails with a 409 conflict.
+pub const STALE_USERS: [&str; 2] = ["alice", "bob"];
+/// A user whose link matches Keycloak: the control.
+pub const HEALTHY_USER: &str = "carol";
+/// A team provisioned as Otomi provisions it, left intact.
+pub const HEALTHY_TEAM: &str = "alpha";
+/// A team whose push robot was deleted in Harbor.
+pub const TEAM_WITHOUT_ROBOT: &str = "beta";
+/// A team whose `harbor-pullsecret` Secret was deleted.
+pub const TEAM_WITHOUT_PULL_SECRET: &str = "gamma";
+
+/// Where the registry database comes from.
+pub enum Postgres {
+    /// A server of the lab's own, started from the machine's PostgreSQL
+    /// binaries and stopped with the lab (`harbor-doctor lab`).
+    Own,
+    /// A fresh database on the process-wide server the tests share.
+    Shared,
+}
+
+/// The lab's server, when it has one: dropping it stops PostgreSQL and
+/// removes its data directory.
+enum PgHolder {
+    Own(PgServer),
+    Shared,
+}
+
+/// A running lab. [`Lab::shutdown`] stops everything and removes its files.
+pub struct Lab {
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+    planted: Vec<String>,
+    kube: KubeSim,
+    harbor: HarborSim,
+    keycloak: KeycloakSim,
+    pg: PgHolder,
+}
+
+/// The registry database as the lab made it.
+struct Registry {
+    url: String,
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+    name: String,
+}
+
+impl Lab {
+    /// Starts every server, plants every known issue and writes the
+    /// environment file (mode 0600) into a fresh temporary directory.
+    /// `progress` hears what is being started, for people waiting.
+    pub async fn start(postgres: Postgres, progress: impl Fn(&str)) -> Result<Lab> {
+        let dir = tempfile::Builder::new()
+            .prefix("harbor-doctor-lab-")
+            .tempdir()
+            .context("making the lab's temporary directory")?;
+
+        progress("starting PostgreSQL (the registry database)");
+        let (pg, registry) = start_postgres(postgres).await?;
+
+        progress("starting the simulated Keycloak, Harbor and Kubernetes");
+        let keycloak_password = postgres::random_token(20);
+        let keycloak = KeycloakSim::start(KEYCLOAK_ADMIN, &keycloak_password).await?;
+        keycloak.add_realm(REALM, RealmLifespans::otomi());
+        let issuer = keycloak.issuer(REALM);
+
+        let harbor = HarborSim::start(HarborOptions {
+            tls: true,
+            admin_password: postgres::random_token(20),
+            robot_name_prefix: ROBOT_PREFIX.into(),
+            ..HarborOptions::otomi(&issuer)
+        })
+        .await?;
+        let kube = KubeSim::start().await?;
+
+        let mut lab = Lab {
+            dir,
+            env: Vec::new(),
+            planted: Vec::new(),
+            kube,
+            harbor,
+            keycloak,
+            pg,
+        };
+        progress("planting the known issues");
+        lab.plant_oidc_conflict(&registry, &issuer).await?;
+        lab.plant_cluster(&registry)?;
+        lab.plant_teams()?;
+        lab.planted.push(
+            "cli-login: Harbor's oidc_scope is \"openid\", without offline_access, so CLI \
+             secrets stop working when the user's Keycloak session ends"
+                .into(),
+        );
+        lab.write_files(&registry, &keycloak_password)?;
+        Ok(lab)
+    }
+
+    /// The environment a shell needs to work on the lab, in a stable order.
+    /// The credentials are throwaway.
+    pub fn env(&self) -> &[(&'static str, String)] {
+        &self.env
+    }
+
+    /// One line per planted issue, naming its check.
+    pub fn planted(&self) -> &[String] {
+        &self.planted
+    }
+
+    /// The file holding the `export` lines.
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.path().join("env")
+    }
+
+    /// A directory for the lab's own files (removed at shutdown).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kube(&self) -> &KubeSim {
+        &self.kube
+    }
+
+    pub fn harbor(&self) -> &HarborSim {
+        &self.harbor
+    }
+
+    pub fn keycloak(&self) -> &KeycloakSim {
+        &self.keycloak
+    }
+
+    /// Stops the servers and PostgreSQL and removes the lab's files.
+    pub fn shutdown(self) -> Result<()> {
+        self.kube.shutdown();
+        self.harbor.shutdown();
+        self.keycloak.shutdown();
+        // PgServer's drop stops the server (fast shutdown) and waits for it.
+        if let PgHolder::Own(server) = self.pg {
+            drop(server);
+        }
+        let path = self.dir.path().to_path_buf();
+        self.dir
+            .close()
+            .with_context(|| format!("removing the lab's directory {}", path.display()))
+    }
+
+    /// Users whose Keycloak id changed since Harbor linked them, and one
+    /// whose link is current. They own and belong to projects, which is
+    /// why relinking (not deleting) is the repair.
+    async fn plant_oidc_conflict(&mut self, registry: &Registry, issuer: &str) -> Result<()> {
+        let sql = postgres::connect(&registry.url).await?;
+        sql.execute(
+            "INSERT INTO properties (k, v) VALUES ('auth_mode', 'oidc_auth'), ('oidc_endpoint', $1),
+                    ('oidc_scope', 'openid'), ('oidc_user_claim', 'preferred_username'),
+                    ('robot_name_prefix', $2)
+             ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+            &[&issuer, &ROBOT_PREFIX],
+        )
+        .await
+        .context("writing Harbor's OIDC settings into the registry database")?;
+        for name in STALE_USERS.iter().chain([&HEALTHY_USER]) {
+            let sub = uuid::Uuid::new_v4().to_string();
+            self.keycloak
+                .add_user(REALM, name, Some(&format!("{name}@example.com")), &sub);
+            let user_id: i32 = sql
+                .query_one(
+                    "INSERT INTO harbor_user (username, email, password, realname)
+                     VALUES ($1, $2, '', $1) RETURNING user_id",
+                    &[name, &format!("{name}@example.com")],
+                )
+                .await?
+                .get(0);
+            // What Harbor writes when it onboards an OIDC user; the CLI
+            // secret and token are stored encrypted and never read here.
+            sql.execute(
+                "INSERT INTO oidc_user (user_id, secret, subiss, token)
+                 VALUES ($1, '<enc-v1>bGFiLWNsaS1zZWNyZXQ=', $2, '<enc-v1>bGFiLXRva2Vu')",
+                &[&user_id, &format!("{sub}{issuer}")],
+            )
+            .await?;
+            let project = format!("{name}-sandbox");
+            let project_id: i32 = sql
+                .query_one(
+                    "INSERT INTO project (owner_id, name) VALUES ($1, $2) RETURNING project_id",
+                    &[&user_id, &project],
+                )
+                .await?
+                .get(0);
+            sql.execute(
+                "INSERT INTO project_member (project_id, entity_id, entity_type, role)
+                 VALUES ($1, $2, 'u', 1)",
+                &[&project_id, &user_id],
+            )
+            .await?;
+        }
+        // Keycloak redeployed without its database: the stale users come
+        // back with new ids, the same usernames and emails.
+        for name in STALE_USERS {
+            self.keycloak.add_user(
+                REALM,
+                name,
+                Some(&format!("{name}@example.com")),
+                &uuid::Uuid::new_v4().to_string(),
+            );
+        }
+        self.planted.push(format!(
+            "oidc-users: {}'s Keycloak ids changed (Keycloak was redeployed); their next login \
+             fails with a 409 conflict ({HEALTHY_USER} is healthy)",
+            STALE_USERS.join(" and ")
+        ));
+        Ok(())
+    }
+
+    /// The Harbor release as the chart lays it out, its database pod
+    /// port-forwarding to the real PostgreSQL, and the registry rolled into
+    /// the Multi-Attach deadlock (which also leaves it on RollingUpdate
+    /// over a ReadWriteOnce claim).
+    fn plant_cluster(&mut self, registry: &Registry) -> Result<()> {
+        let host = url::Url::parse(&self.harbor.external_url())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let seed = HarborSeed {
+            database_user: registry.user.clone(),
+            database_name: registry.name.clone(),
+            database_password: registry.password.clone(),
+            database_target: Some(
+                format!("{}:{}", registry.host, registry.port)
+                    .parse()
+                    .map_err(|e| anyhow!("the registry database's address: {e}"))?,
+            ),
+            external_host: host,
+            ..HarborSeed::new(NAMESPACE, RELEASE)
+        };
+        let release = self.kube.seed_harbor(&seed)?;
+        let scene = self.kube.roll_deployment_into_multi_attach(
+            NAMESPACE,
+            &release.registry_deployment,
+            MultiAttachOptions::default(),
+        )?;
+        self.planted.push(format!(
+            "multi-attach: pod {NAMESPACE}/{} is stuck in ContainerCreating: its ReadWriteOnce \
+             volume is held by pod {} of the stale ReplicaSet {}",
+            scene.stuck_pod,
+            scene.holder_pods.join(", "),
+            scene.old_replicaset
+        ));
+        self.planted.push(format!(
+            "registry-strategy: {} and {} roll with RollingUpdate over ReadWriteOnce claims",
+            release.registry_deployment, release.jobservice_deployment
+        ));
+        Ok(())
+    }
+
+    /// Three teams provisioned as Otomi provisions them; then one loses its
+    /// push robot in Harbor and another its pull Secret in the cluster.
+    fn plant_teams(&mut self) -> Result<()> {
+        let host = url::Url::parse(&self.harbor.external_url())
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host,
+                })
+            })
+            .ok_or_else(|| anyhow!("the simulated Harbor has no external URL host"))?;
+        for id in [HEALTHY_TEAM, TEAM_WITHOUT_ROBOT, TEAM_WITHOUT_PULL_SECRET] {
+            let name = format!("team-{id}");
+            self.kube
+                .put(json!({"apiVersion": "v1", "kind": "Namespace",
+                                 "metadata": {"name": name}}))?;
+            self.harbor.add_project(&name, false);
+            self.harbor.add_group_member(&name, &name, 3, 2);
+            self.harbor.add_group_member(&name, "all-teams-admin", 3, 1);
+            for (kind, actions) in [("pull", &["pull"][..]), ("push", &["pull", "push"][..])] {
+                let robot = self.harbor.add_robot(RobotSeed::system(
+                    &format!("{name}-{kind}"),
+                    &name,
+                    actions,
+                ));
+                let login = self.harbor.robot_login_name(&robot);
+                self.kube.put(docker_secret(
+                    &name,
+                    &format!("harbor-{kind}secret"),
+                    &host,
+                    &login,
+                    &robot.secret,
+                ))?;
+                if id == TEAM_WITHOUT_ROBOT && kind == "push" {
+                    self.harbor.remove_robot(robot.id);
+                }
+            }
+            self.kube
+                .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                 "metadata": {"name": "default", "namespace": name},
+                                 "imagePullSecrets": [{"name": "harbor-pullsecret"},
+                                                      {"name": "harbor-pushsecret"}]}))?;
+        }
+        self.kube.delete(
+            "v1",
+            "Secret",
+            Some(&format!("team-{TEAM_WITHOUT_PULL_SECRET}")),
+            "harbor-pullsecret",
+        )?;
+        self.planted.push(format!(
+            "teams: team-{TEAM_WITHOUT_ROBOT}'s push robot was deleted in Harbor; \
+             team-{TEAM_WITHOUT_PULL_SECRET}'s harbor-pullsecret Secret is missing \
+             (team-{HEALTHY_TEAM} is healthy)"
+        ));
+        Ok(())
+    }
+
+    /// The kubeconfig, Harbor's CA, the backup and docker directories, and
+    /// the environment file naming them.
+    fn write_files(&mut self, registry: &Registry, keycloak_password: &str) -> Result<()> {
+        let dir = self.dir.path();
+        let kubeconfig = dir.join("kubeconfig");
+        self.kube
+            .write_kubeconfig(&kubeconfig, self.kube.admin_token())?;
+        let ca = dir.join("harbor-ca.pem");
+        std::fs::write(
+            &ca,
+            self.harbor
+                .ca_pem()
+                .ok_or_else(|| anyhow!("the lab's Harbor serves HTTPS and has a CA"))?,
+        )?;
+        let backups = dir.join("backups");
+        let docker = dir.join("docker");
+        std::fs::create_dir_all(&docker)?;
+        let path = |p: &Path| p.display().to_string();
+        self.env = vec![
+            ("KUBECONFIG", path(&kubeconfig)),
+            ("HARBOR_NAMESPACE", NAMESPACE.into()),
+            ("HARBOR_URL", self.harbor.url()),
+            ("HARBOR_USERNAME", "admin".into()),
+            ("HARBOR_PASSWORD", self.harbor.admin_password()),
+            ("HARBOR_CA_CERT", path(&ca)),
+            ("HARBOR_DATABASE_URL", registry.url.clone()),
+            ("KEYCLOAK_URL", self.keycloak.url()),
+            ("KEYCLOAK_REALM", REALM.into()),
+            ("KEYCLOAK_USERNAME", KEYCLOAK_ADMIN.into()),
+            ("KEYCLOAK_PASSWORD", keycloak_password.into()),
+            ("HARBOR_DOCTOR_BACKUP_DIR", path(&backups)),
+            // docker-login writes here, never into the user's own
+            // ~/.docker/config.json.
+            ("DOCKER_CONFIG", path(&docker)),
+        ];
+        write_private(&self.env_file(), &export_lines(&self.env))
+    }
+}
+
+/// `export NAME=value` lines, each value quoted for a POSIX shell.
+pub fn export_lines(env: &[(&str, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("export {k}={}\n", crate::repair::shell_quote(v)))
+        .collect()
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A kubernetes.io/dockerconfigjson Secret as Otomi writes it for a robot.
+fn docker_secret(
+    ns: &str,
+    name: &str,
+    host: &str,
+    user: &str,
+    password: &str,
+) -> serde_json::Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let config = json!({"auths": {host: {
+        "username": user, "password": password,
+        "auth": b64.encode(format!("{user}:{password}"))}}});
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+           "metadata": {"name": name, "namespace": ns},
+           "data": {".dockerconfigjson": b64.encode(config.to_string())}})
+}
+
+async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
+    match postgres {
+        Postgres::Shared => {
+            let db = PgServer::shared().harbor_database().await?;
+            let registry = Registry {
+                url: db.url.clone(),
+                host: db.host.clone(),
+                port: db.port,
+                user: db.user.clone(),
+                password: db.password.clone(),
+                name: db.name.clone(),
+            };
+            Ok((PgHolder::Shared, registry))
+        }
+        Postgres::Own => {
+            // initdb and the wait for the server block: off the runtime.
+            let server = tokio::task::spawn_blocking(PgServer::start)
+                .await?
+                .map_err(|e| {
+                    refused(format!(
+                        "the lab needs a throwaway PostgreSQL server and could not start one: {e:#}"
+                    ))
+                })?;
+            let registry = create_registry(&server).await?;
+            Ok((PgHolder::Own(server), registry))
+        }
+    }
+}
+
+/// Database `registry` with Harbor's schema, as the chart names it.
+async fn create_registry(server: &PgServer) -> Result<Registry> {
+    let admin = postgres::connect(&server.admin_url("postgres")).await?;
+    admin
+        .batch_execute("CREATE DATABASE registry")
+        .await
+        .context("creating the registry database")?;
+    let url = server.admin_url("registry");
+    postgres::connect(&url)
+        .await?
+        .batch_execute(HARBOR_SCHEMA)
+        .await
+        .context("laying Harbor's schema")?;
+    let parsed = url::Url::parse(&url).context("the lab's database URL")?;
+    Ok(Registry {
+        host: parsed.host_str().unwrap_or("127.0.0.1").to_string(),
+        port: parsed.port().unwrap_or(5432),
+        user: parsed.username().to_string(),
+        password: parsed.password().unwrap_or_default().to_string(),
+        name: "registry".into(),
+        url,
+    })
+}
