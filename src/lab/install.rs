@@ -434,6 +434,7 @@ async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
             Ok((PgHolder::Shared, registry))
         }
         Postgres::Own => {
+            check_binaries()?;
             // initdb and the wait for the server block: off the runtime.
             let server = tokio::task::spawn_blocking(PgServer::start)
                 .await?
@@ -446,6 +447,28 @@ async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
             Ok((PgHolder::Own(server), registry))
         }
     }
+}
+
+/// Fails with the package to install when PostgreSQL's server programs
+/// are missing, before anything is started.
+fn check_binaries() -> Result<()> {
+    let missing = |why: String| {
+        refused(format!(
+            "the lab runs a throwaway PostgreSQL from this machine's PostgreSQL server \
+             binaries, and {why}. Install them with `apt-get install postgresql` (Debian, \
+             Ubuntu; other systems: the PostgreSQL server package), or point \
+             HARBOR_DOCTOR_PG_BIN at the directory holding initdb and postgres"
+        ))
+    };
+    let dir = postgres::find_binaries().map_err(|_| {
+        missing("there are none (looked in /usr/lib/postgresql/*/bin and on PATH)".into())
+    })?;
+    for program in ["initdb", "postgres"] {
+        if !dir.join(program).is_file() {
+            return Err(missing(format!("{} has no {program}", dir.display())));
+        }
+    }
+    Ok(())
 }
 
 /// Database `registry` with Harbor's schema, as the chart names it.

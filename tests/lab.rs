@@ -1,0 +1,431 @@
+//! `harbor-doctor lab`, as users run it: the binary starts the simulated
+//! installation with every known issue planted, hands out its environment,
+//! and stops cleanly. The walk test is the README's main job: diagnose, run
+//! every repair the findings name, until diagnose is clean.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{assert_exit, stderr, stdout};
+use serde_json::Value;
+
+const DOCTOR: &str = env!("CARGO_BIN_EXE_harbor-doctor");
+
+/// What the lab's environment must name.
+const LAB_ENV: &[&str] = &[
+    "KUBECONFIG",
+    "HARBOR_NAMESPACE",
+    "HARBOR_URL",
+    "HARBOR_USERNAME",
+    "HARBOR_PASSWORD",
+    "HARBOR_CA_CERT",
+    "HARBOR_DATABASE_URL",
+    "KEYCLOAK_URL",
+    "KEYCLOAK_REALM",
+    "KEYCLOAK_USERNAME",
+    "KEYCLOAK_PASSWORD",
+    "HARBOR_DOCTOR_BACKUP_DIR",
+    "DOCKER_CONFIG",
+];
+
+/// The lab binary with none of the doctor's variables set, so nothing of
+/// the developer's own environment reaches it.
+fn lab_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(DOCTOR);
+    for var in LAB_ENV.iter().chain(&[
+        "HARBOR_OIDC_ISSUER",
+        "HARBOR_CLI_SECRET",
+        "RUST_LOG",
+        "NO_COLOR",
+    ]) {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", std::env::temp_dir()).arg("lab").args(args);
+    cmd
+}
+
+/// A stream read into a buffer by a thread, so the child never blocks on a
+/// full pipe while the test waits for something else.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn spawn(mut from: impl Read + Send + 'static) -> Captured {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        captured
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A lab running in the background, as `harbor-doctor lab` in a terminal.
+struct RunningLab {
+    child: Child,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl RunningLab {
+    fn start(extra: &[&str]) -> RunningLab {
+        let mut child = lab_command(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting harbor-doctor lab");
+        let stdout = Captured::spawn(child.stdout.take().unwrap());
+        let stderr = Captured::spawn(child.stderr.take().unwrap());
+        RunningLab {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until stderr shows `text`, failing with what was shown.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self.stderr.text().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the lab ended ({status}) before showing {text:?}\n--- stderr\n{}",
+                    self.stderr.text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the lab did not show {text:?} in time\n--- stderr\n{}",
+                self.stderr.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the lab to exit and returns its exit code.
+    fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                return status.code().expect("the lab exits, it is not killed");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the lab did not stop within 60 s of the signal\n--- stderr\n{}",
+                self.stderr.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Undoes POSIX shell single-quoting: `'a'\''b'` is `a'b`.
+fn unquote(value: &str) -> String {
+    if !value.starts_with('\'') {
+        return value.to_string();
+    }
+    value
+        .split(r"'\''")
+        .map(|part| part.trim_start_matches('\'').trim_end_matches('\''))
+        .collect::<Vec<_>>()
+        .join("'")
+}
+
+/// `export NAME=value` lines as a map, failing on any other line.
+fn parse_exports(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(|line| {
+            let rest = line
+                .strip_prefix("export ")
+                .unwrap_or_else(|| panic!("not an export line: {line:?}\n{text}"));
+            let (name, value) = rest.split_once('=').expect("NAME=value");
+            (name.to_string(), unquote(value))
+        })
+        .collect()
+}
+
+/// The directory a line of stderr names after `marker`.
+fn path_after(stderr: &str, marker: &str) -> PathBuf {
+    let at = stderr
+        .find(marker)
+        .unwrap_or_else(|| panic!("stderr names no {marker:?}:\n{stderr}"));
+    let rest = &stderr[at + marker.len()..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    PathBuf::from(rest[..end].trim_end_matches(['.', ',']))
+}
+
+/// The doctor with exactly the lab's environment.
+fn doctor_in(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
+    let mut cmd = common::bare_doctor();
+    cmd.envs(env).env("HARBOR_DOCTOR_TIMEOUT", "60").args(args);
+    cmd.output().unwrap()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\n--- stderr\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+fn check<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
+}
+
+fn subjects(doc: &Value, id: &str) -> Vec<String> {
+    let mut v: Vec<String> = check(doc, id)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every repair command the findings name, once each, in order.
+fn repairs(doc: &Value) -> Vec<String> {
+    let mut v: Vec<String> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["findings"].as_array().unwrap().iter())
+        .filter_map(|f| f["repair"].as_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn doctor_dir() -> PathBuf {
+    Path::new(DOCTOR).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn walk_from_every_known_issue_to_a_clean_diagnosis() {
+    let mut lab = RunningLab::start(&[]);
+    lab.wait_for("stop it with Ctrl-C");
+    let err = lab.stderr.text();
+    let exports = lab.stdout.text();
+    let env = parse_exports(&exports);
+    for var in LAB_ENV {
+        assert!(
+            env.get(*var).is_some_and(|v| !v.is_empty()),
+            "the lab exports {var}:\n{exports}"
+        );
+    }
+    assert!(env["HARBOR_URL"].starts_with("https://127.0.0.1:"));
+    assert!(Path::new(&env["HARBOR_CA_CERT"]).is_file());
+    assert!(Path::new(&env["KUBECONFIG"]).is_file());
+
+    // The same lines in a file only its owner can read.
+    let file = path_after(&err, "the same environment is in ");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), exports);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+    let lab_dir = file.parent().unwrap().to_path_buf();
+
+    // Every planted issue is found.
+    let first = doctor_in(&env, &["diagnose", "-o", "json"]);
+    assert_exit(&first, 1);
+    let doc = json(&first);
+    assert_eq!(check(&doc, "connectivity")["status"], "ok", "{doc:#}");
+    assert_eq!(subjects(&doc, "oidc-users"), ["user alice", "user bob"]);
+    assert_eq!(
+        subjects(&doc, "multi-attach"),
+        ["deployment harbor/harbor-registry"]
+    );
+    assert!(
+        subjects(&doc, "registry-strategy").contains(&"deployment harbor/harbor-registry".into())
+    );
+    assert_eq!(subjects(&doc, "cli-login"), ["Harbor oidc_scope"]);
+    assert_eq!(subjects(&doc, "teams"), ["team beta", "team gamma"]);
+
+    // The database is reachable through the cluster's port-forward too.
+    let mut through_cluster = env.clone();
+    through_cluster.remove("HARBOR_DATABASE_URL");
+    let o = doctor_in(&through_cluster, &["diagnose", "oidc-users", "-o", "json"]);
+    assert_exit(&o, 1);
+    assert_eq!(
+        subjects(&json(&o), "oidc-users"),
+        ["user alice", "user bob"]
+    );
+    let o = doctor_in(&through_cluster, &["diagnose", "connectivity", "-v"]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("port-forward to pod harbor/harbor-database-0"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The walk: every repair the findings name, with --yes, until clean.
+    let path = format!(
+        "{}:{}",
+        doctor_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = Vec::new();
+    let mut doc = doc;
+    for round in 1..=3 {
+        for repair in repairs(&doc) {
+            let line = format!("{repair} --yes");
+            let o = Command::new("sh")
+                .args(["-c", &line])
+                .env_clear()
+                .envs(&env)
+                .env("PATH", &path)
+                .env("HOME", std::env::temp_dir())
+                .output()
+                .unwrap();
+            assert_exit(&o, 0);
+            ran.push(line);
+        }
+        let o = doctor_in(&env, &["diagnose", "-o", "json"]);
+        doc = json(&o);
+        if o.status.code() == Some(0) {
+            break;
+        }
+        assert!(round < 3, "still not clean after 3 rounds:\n{doc:#}");
+    }
+    assert_eq!(
+        doc["summary"],
+        serde_json::json!({"ok": 6, "warning": 0, "problem": 0, "skipped": 0, "error": 0}),
+        "{doc:#}"
+    );
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            "harbor-doctor fix cli-login --yes",
+            "harbor-doctor fix multi-attach --yes",
+            "harbor-doctor fix oidc-conflict --user alice --yes",
+            "harbor-doctor fix oidc-conflict --user bob --yes",
+            "harbor-doctor fix registry-strategy --yes",
+            "harbor-doctor provision --team beta --yes",
+            "harbor-doctor provision --team gamma --yes",
+        ]
+    );
+    // Every repair that changed something kept its backup in the lab's
+    // backup directory.
+    let backups: Vec<String> = std::fs::read_dir(&env["HARBOR_DOCTOR_BACKUP_DIR"])
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for repair in [
+        "-cli-login-",
+        "-multi-attach-",
+        "-oidc-conflict-alice",
+        "-oidc-conflict-bob",
+        "-registry-strategy-",
+    ] {
+        assert!(
+            backups.iter().any(|b| b.contains(repair)),
+            "no backup of {repair}: {backups:?}"
+        );
+    }
+
+    // Ctrl-C stops it cleanly: exit 0, PostgreSQL stopped, files removed.
+    lab.signal(libc::SIGINT);
+    assert_eq!(lab.wait(), 0, "{}", lab.stderr.text());
+    assert!(lab.stderr.text().contains("stopped"));
+    assert!(!lab_dir.exists(), "{} is left behind", lab_dir.display());
+    let pg_dir = std::env::temp_dir().join(format!("harbor-doctor-pg-{}", lab.child.id()));
+    assert!(!pg_dir.exists(), "{} is left behind", pg_dir.display());
+    let o = doctor_in(&env, &["diagnose", "connectivity", "-o", "json"]);
+    assert_eq!(
+        check(&json(&o), "connectivity")["status"],
+        "problem",
+        "nothing answers any more"
+    );
+}
+
+#[test]
+fn a_command_runs_in_the_lab_with_the_doctor_on_path_and_its_exit_code_is_the_labs() {
+    let o = lab_command(&[
+        "--",
+        "sh",
+        "-c",
+        r#"harbor-doctor diagnose cli-login -q >/dev/null; echo "diagnose=$?"
+           echo "url=$HARBOR_URL"; echo "docker=$DOCKER_CONFIG"; exit 7"#,
+    ])
+    .env("PATH", "/usr/bin:/bin")
+    .output()
+    .unwrap();
+    assert_exit(&o, 7);
+    let out = stdout(&o);
+    assert!(out.contains("diagnose=1"), "{out}\n{}", stderr(&o));
+    assert!(out.contains("url=https://127.0.0.1:"), "{out}");
+    assert!(
+        !out.contains("export "),
+        "with a command, stdout is the command's own:\n{out}"
+    );
+    let docker = out.lines().find_map(|l| l.strip_prefix("docker=")).unwrap();
+    let lab_dir = Path::new(docker).parent().unwrap();
+    assert!(!lab_dir.exists(), "{} is left behind", lab_dir.display());
+    assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
+}
+
+#[test]
+fn sigterm_reaches_the_command_and_the_lab_exits_as_it_did() {
+    let mut lab = RunningLab::start(&["--", "sh", "-c", "echo ready >&2; exec sleep 120"]);
+    lab.wait_for("ready");
+    lab.signal(libc::SIGTERM);
+    assert_eq!(lab.wait(), 128 + libc::SIGTERM, "{}", lab.stderr.text());
+    assert!(lab.stderr.text().contains("stopped"));
+}
+
+#[test]
+fn without_postgresql_binaries_it_names_the_package_to_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let o = lab_command(&[])
+        .env("HARBOR_DOCTOR_PG_BIN", empty.path())
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("apt-get install postgresql"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty(), "no environment without a lab");
+}
