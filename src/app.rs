@@ -17,7 +17,8 @@ use crate::restore::RestoreRepair;
 use crate::{diagnose, docker_login, lab, repair, runbooks};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
-/// errors only with -q; RUST_LOG overrides.
+/// errors only with -q; RUST_LOG overrides. Coloured only on a terminal
+/// and never with NO_COLOR.
 pub fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -31,6 +32,8 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, never with NO_COLOR.
+        .with_ansi(crate::render::colour_on_stderr())
         .with_target(false)
         .try_init();
 }

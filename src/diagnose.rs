@@ -4,7 +4,8 @@
 //! errors or runs out of time is an error for that check while the others
 //! still report. The exit code follows DESIGN.md: findings at or above
 //! `--fail-on` give 1 even when another check errored; otherwise an error
-//! gives 3.
+//! gives 3. A check still running after a second shows a spinner on a
+//! terminal (`progress`).
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use crate::clients::is_not_configured;
 use crate::context::Ctx;
 use crate::issues::{run_check, CheckOptions};
 use crate::outcome::ExitCode;
+use crate::progress::{self, Running};
 use crate::report::{CheckReport, CheckStatus, DiagnoseReport, Severity};
 
 pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
@@ -27,8 +29,17 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
     let opts = CheckOptions {
         user: args.user.clone(),
     };
-    let runs = ids.iter().map(|&id| run_one(ctx, id, &opts));
-    let checks = futures::future::join_all(runs).await;
+    let names: Vec<&'static str> = ids.iter().map(|id| id.as_str()).collect();
+    let running = Running::new(&names);
+    let runs = ids.iter().map(|&id| {
+        let (opts, running) = (&opts, &running);
+        async move {
+            let report = run_one(ctx, id, opts).await;
+            running.done(id.as_str());
+            report
+        }
+    });
+    let checks = progress::while_running(&ctx.out, &running, futures::future::join_all(runs)).await;
     let report = DiagnoseReport::new(checks);
     ctx.out.print_diagnose(&report);
     Ok(exit_code(&report, args.fail_on))
@@ -69,5 +80,81 @@ pub fn exit_code(report: &DiagnoseReport, fail_on: FailOn) -> ExitCode {
         ExitCode::CannotRun
     } else {
         ExitCode::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code;
+    use crate::cli::FailOn;
+    use crate::outcome::ExitCode;
+    use crate::report::{CheckOutcome, CheckReport, DiagnoseReport, Finding, Severity};
+
+    fn with(severity: Severity) -> CheckReport {
+        let f = Finding::new("teams", severity, "team a", "drifted", "provisioning");
+        CheckReport::from_outcome(
+            "teams",
+            CheckOutcome {
+                findings: vec![f],
+                ..Default::default()
+            },
+            5,
+        )
+    }
+
+    fn ok() -> CheckReport {
+        CheckReport::from_outcome("connectivity", CheckOutcome::default(), 5)
+    }
+
+    fn skipped() -> CheckReport {
+        CheckReport::from_outcome("cli-login", CheckOutcome::skipped("no Harbor URL"), 0)
+    }
+
+    fn errored() -> CheckReport {
+        CheckReport::error(
+            "multi-attach",
+            "did not finish within 1 s (--timeout)",
+            1000,
+        )
+    }
+
+    fn code(checks: Vec<CheckReport>, fail_on: FailOn) -> ExitCode {
+        exit_code(&DiagnoseReport::new(checks), fail_on)
+    }
+
+    #[test]
+    fn findings_at_or_above_fail_on_give_1_even_when_another_check_errored() {
+        let (warning, problem) = (Severity::Warning, Severity::Problem);
+        assert_eq!(
+            code(vec![ok(), with(warning)], FailOn::Warning),
+            ExitCode::Findings
+        );
+        assert_eq!(
+            code(vec![with(problem), errored()], FailOn::Warning),
+            ExitCode::Findings
+        );
+        assert_eq!(
+            code(vec![with(problem), errored()], FailOn::Problem),
+            ExitCode::Findings
+        );
+        // A warning under --fail-on problem does not count: the error does.
+        assert_eq!(
+            code(vec![with(warning), errored()], FailOn::Problem),
+            ExitCode::CannotRun
+        );
+        assert_eq!(
+            code(vec![with(warning), ok()], FailOn::Problem),
+            ExitCode::Ok
+        );
+    }
+
+    #[test]
+    fn an_error_gives_3_and_a_skipped_check_does_not_count() {
+        assert_eq!(
+            code(vec![ok(), errored()], FailOn::Warning),
+            ExitCode::CannotRun
+        );
+        assert_eq!(code(vec![ok(), skipped()], FailOn::Warning), ExitCode::Ok);
+        assert_eq!(code(vec![skipped()], FailOn::Warning), ExitCode::Ok);
     }
 }

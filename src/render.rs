@@ -7,13 +7,26 @@
 
 use std::io::IsTerminal;
 
-use comfy_table::{presets, Cell, ContentArrangement, Table};
+use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::cli::{GlobalOptions, OutputFormat};
 use crate::report::{CheckStatus, DiagnoseReport, PlanStep, RepairReport, Severity};
 
 const PIPED_WIDTH: u16 = 120;
+
+/// Whether NO_COLOR asks for no colour (set and not empty, as
+/// no-color.org says).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Whether text written to stderr may be coloured: only on a terminal and
+/// never with NO_COLOR. Also used for the log lines.
+pub fn colour_on_stderr() -> bool {
+    !no_color() && std::io::stderr().is_terminal()
+}
 
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -25,12 +38,11 @@ pub struct Output {
 
 impl Output {
     pub fn new(opts: &GlobalOptions) -> Output {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Output {
             format: opts.output,
             quiet: opts.quiet,
-            color_stdout: !no_color && std::io::stdout().is_terminal(),
-            color_stderr: !no_color && std::io::stderr().is_terminal(),
+            color_stdout: !no_color() && std::io::stdout().is_terminal(),
+            color_stderr: colour_on_stderr(),
         }
     }
 
@@ -45,10 +57,18 @@ impl Output {
         }
     }
 
-    /// A warning on stderr, shown even with -q.
+    /// A warning on stderr; silent with -q, which means errors only.
     pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
         let label = if self.color_stderr {
-            console::style("warning:").yellow().bold().to_string()
+            console::style("warning:")
+                .for_stderr()
+                .force_styling(true)
+                .yellow()
+                .bold()
+                .to_string()
         } else {
             "warning:".to_string()
         };
@@ -58,7 +78,12 @@ impl Output {
     /// An error on stderr, shown always.
     pub fn error(&self, msg: impl AsRef<str>) {
         let label = if self.color_stderr {
-            console::style("error:").red().bold().to_string()
+            console::style("error:")
+                .for_stderr()
+                .force_styling(true)
+                .red()
+                .bold()
+                .to_string()
         } else {
             "error:".to_string()
         };
@@ -91,22 +116,24 @@ impl Output {
         }
     }
 
+    /// A table for stdout (or stderr when stdout carries JSON): as wide as
+    /// the terminal, or [`PIPED_WIDTH`] columns when not on one.
     fn table(&self, for_stdout: bool) -> Table {
         let mut t = Table::new();
         t.load_preset(presets::UTF8_FULL_CONDENSED);
         t.set_content_arrangement(ContentArrangement::Dynamic);
-        let on_terminal = if for_stdout && !self.json() {
-            std::io::stdout().is_terminal()
-        } else {
-            std::io::stderr().is_terminal()
-        };
-        if !on_terminal {
+        if !for_stdout || self.json() {
+            t.use_stderr();
+        }
+        if !t.is_tty() {
+            t.force_no_tty();
             t.set_width(PIPED_WIDTH);
         }
         t
     }
 
-    fn paint_status(&self, status: CheckStatus) -> String {
+    /// A check's status, coloured when stdout may be.
+    fn status_cell(&self, status: CheckStatus) -> Cell {
         let word = match status {
             CheckStatus::Ok => "ok",
             CheckStatus::Warning => "warning",
@@ -114,17 +141,16 @@ impl Output {
             CheckStatus::Skipped => "skipped",
             CheckStatus::Error => "error",
         };
+        let cell = Cell::new(word);
         if !self.color_stdout {
-            return word.to_string();
+            return cell;
         }
-        let s = console::style(word);
         match status {
-            CheckStatus::Ok => s.green(),
-            CheckStatus::Warning => s.yellow(),
-            CheckStatus::Problem | CheckStatus::Error => s.red().bold(),
-            CheckStatus::Skipped => s.dim(),
+            CheckStatus::Ok => cell.fg(Color::Green),
+            CheckStatus::Warning => cell.fg(Color::Yellow),
+            CheckStatus::Problem | CheckStatus::Error => cell.fg(Color::Red),
+            CheckStatus::Skipped => cell.fg(Color::DarkGrey),
         }
-        .to_string()
     }
 
     /// The diagnosis: a line per check, then findings grouped by severity.
@@ -144,13 +170,14 @@ impl Output {
                 }
                 t.add_row(vec![
                     Cell::new(&c.id),
-                    Cell::new(self.paint_status(c.status)),
+                    self.status_cell(c.status),
                     Cell::new(format!("{} ms", c.duration_ms)),
                     Cell::new(detail.join("\n")),
                 ]);
             }
             println!("{t}");
         }
+        let mut first = true;
         for severity in [Severity::Problem, Severity::Warning] {
             let findings: Vec<_> = report
                 .findings()
@@ -163,17 +190,17 @@ impl Output {
                 Severity::Problem => "Problems",
                 Severity::Warning => "Warnings",
             };
-            println!("\n{title} ({})", findings.len());
+            // A blank line between tables; none at the top with -q.
+            let gap = if self.quiet && first { "" } else { "\n" };
+            first = false;
+            println!("{gap}{title} ({})", findings.len());
             let mut t = self.table(true);
             t.set_header(vec!["subject", "finding", "repair / runbook"]);
             for f in findings {
                 let evidence = f
                     .evidence
                     .iter()
-                    .map(|(k, v)| match v {
-                        serde_json::Value::String(s) => format!("{k}: {s}"),
-                        other => format!("{k}: {other}"),
-                    })
+                    .map(|(k, v)| evidence_text(k, v))
                     .collect::<Vec<_>>()
                     .join("\n");
                 let repair = match &f.repair {
@@ -234,5 +261,77 @@ impl Output {
         if self.json() {
             self.print_json(report);
         }
+    }
+}
+
+/// A scalar as people read it: strings without quotes.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One piece of evidence for a table cell: `key: value`, a nested object
+/// one `key: value` per line below its name, a list of objects one line
+/// per item. Deeper nesting stays JSON.
+fn evidence_text(key: &str, value: &Value) -> String {
+    let flat = |o: &serde_json::Map<String, Value>| {
+        o.iter()
+            .map(|(k, v)| format!("{k}: {}", plain(v)))
+            .collect::<Vec<_>>()
+    };
+    match value {
+        Value::Object(o) if !o.is_empty() => {
+            let mut lines = vec![format!("{key}:")];
+            lines.extend(flat(o).into_iter().map(|l| format!("  {l}")));
+            lines.join("\n")
+        }
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            let mut lines = vec![format!("{key}:")];
+            for item in items {
+                lines.push(match item {
+                    Value::Object(o) => format!("  - {}", flat(o).join(", ")),
+                    other => format!("  - {}", plain(other)),
+                });
+            }
+            lines.join("\n")
+        }
+        Value::Array(items) => format!(
+            "{key}: {}",
+            items.iter().map(plain).collect::<Vec<_>>().join(", ")
+        ),
+        other => format!("{key}: {}", plain(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evidence_text;
+    use serde_json::json;
+
+    #[test]
+    fn evidence_reads_as_lines_not_json() {
+        assert_eq!(evidence_text("user_id", &json!(3)), "user_id: 3");
+        assert_eq!(evidence_text("sub", &json!("a-b")), "sub: a-b");
+        assert_eq!(
+            evidence_text("modes", &json!(["ReadWriteOnce"])),
+            "modes: ReadWriteOnce"
+        );
+        assert_eq!(
+            evidence_text(
+                "event",
+                &json!({"count": 1, "reason": "FailedAttachVolume"})
+            ),
+            "event:\n  count: 1\n  reason: FailedAttachVolume"
+        );
+        assert_eq!(
+            evidence_text(
+                "holders",
+                &json!([{"pod": "p-1", "stale": true}, {"pod": "p-2", "owner": null}])
+            ),
+            "holders:\n  - pod: p-1, stale: true\n  - owner: -, pod: p-2"
+        );
     }
 }

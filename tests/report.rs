@@ -1,0 +1,452 @@
+//! `diagnose` with no arguments, as on-call and scripts read it: the JSON
+//! document field by field, exit codes with errored and skipped checks, a
+//! check that runs out of time while the others report, the spinner (only
+//! on a terminal), colour (never with NO_COLOR, never when piped) and -q.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{assert_exit, bare_doctor, run, stderr, stdout, Registry, OLD_ISSUER};
+use expectrl::{Eof, Session};
+use harbor_doctor::lab::{Lab, Postgres};
+use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
+use serde_json::Value;
+
+const CHECK_IDS: [&str; 6] = [
+    "connectivity",
+    "oidc-users",
+    "multi-attach",
+    "registry-strategy",
+    "cli-login",
+    "teams",
+];
+const ESC: &str = "\u{1b}[";
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\n--- stderr\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
+    names.iter().copied().collect()
+}
+
+/// Holds a `diagnose -o json` document to DESIGN.md's shape: exactly these
+/// fields, of these types, consistent with each other.
+fn assert_design_shape(doc: &Value) {
+    assert_eq!(keys(doc), set(&["checks", "summary"]), "{doc:#}");
+    let checks = doc["checks"].as_array().expect("checks is an array");
+    let mut counted = std::collections::BTreeMap::new();
+    for c in checks {
+        assert_eq!(
+            keys(c),
+            set(&["id", "status", "reason", "duration_ms", "findings"]),
+            "{c:#}"
+        );
+        let id = c["id"].as_str().expect("id is a string");
+        assert!(CHECK_IDS.contains(&id), "unknown check id {id}");
+        let status = c["status"].as_str().expect("status is a string");
+        assert!(
+            ["ok", "warning", "problem", "skipped", "error"].contains(&status),
+            "{status}"
+        );
+        *counted.entry(status.to_string()).or_insert(0u64) += 1;
+        match status {
+            "skipped" | "error" => assert!(
+                c["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "a {status} check says why: {c:#}"
+            ),
+            _ => assert!(c["reason"].is_null(), "{c:#}"),
+        }
+        assert!(c["duration_ms"].is_u64(), "{c:#}");
+        let findings = c["findings"].as_array().expect("findings is an array");
+        let worst = findings
+            .iter()
+            .map(|f| f["severity"].as_str().unwrap_or_default())
+            .max_by_key(|s| *s == "problem");
+        match status {
+            "ok" | "skipped" | "error" => assert!(findings.is_empty(), "{c:#}"),
+            "warning" => assert_eq!(worst, Some("warning"), "{c:#}"),
+            _ => assert_eq!(worst, Some("problem"), "{c:#}"),
+        }
+        for f in findings {
+            assert_eq!(
+                keys(f),
+                set(&["check", "severity", "subject", "summary", "evidence", "repair", "runbook"]),
+                "{f:#}"
+            );
+            assert_eq!(f["check"], id, "{f:#}");
+            assert!(
+                ["warning", "problem"].contains(&f["severity"].as_str().unwrap()),
+                "{f:#}"
+            );
+            for text in ["subject", "summary"] {
+                assert!(
+                    f[text].as_str().is_some_and(|s| !s.is_empty()),
+                    "{text}: {f:#}"
+                );
+            }
+            assert!(f["evidence"].is_object(), "{f:#}");
+            assert!(
+                f["repair"].is_null()
+                    || f["repair"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("harbor-doctor ")),
+                "a complete command line or null: {f:#}"
+            );
+            let runbook = f["runbook"].as_str().expect("runbook is a string");
+            assert!(
+                harbor_doctor::runbooks::find(runbook).is_some(),
+                "runbook {runbook} does not exist"
+            );
+        }
+    }
+    let summary = &doc["summary"];
+    assert_eq!(
+        keys(summary),
+        set(&["ok", "warning", "problem", "skipped", "error"])
+    );
+    for (status, n) in summary.as_object().unwrap() {
+        assert_eq!(
+            n.as_u64(),
+            Some(counted.get(status).copied().unwrap_or(0)),
+            "summary.{status} counts the checks: {doc:#}"
+        );
+    }
+}
+
+/// The doctor with exactly the lab's environment.
+fn doctor_in(lab: &Lab) -> assert_cmd::Command {
+    let mut cmd = bare_doctor();
+    cmd.envs(lab.env().iter().map(|(k, v)| (*k, v.as_str())))
+        .env("HARBOR_DOCTOR_TIMEOUT", "60");
+    cmd
+}
+
+async fn start_lab() -> Lab {
+    Lab::start(Postgres::Shared, |_| {})
+        .await
+        .expect("starting the lab")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_of_a_broken_installation_in_designs_json_document() {
+    let lab = start_lab().await;
+    let mut cmd = doctor_in(&lab);
+    cmd.args(["diagnose", "-o", "json"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    assert_design_shape(&doc);
+    let ids: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, CHECK_IDS, "every check, once, in DESIGN.md's order");
+    assert_eq!(
+        doc["summary"],
+        serde_json::json!({"ok": 1, "warning": 1, "problem": 4, "skipped": 0, "error": 0})
+    );
+    // The evidence DESIGN.md shows for a user whose Keycloak id changed.
+    let alice = doc["checks"][1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "user alice")
+        .expect("alice is found");
+    assert_eq!(
+        alice["repair"],
+        "harbor-doctor fix oidc-conflict --user alice"
+    );
+    assert_eq!(alice["runbook"], "oidc-conflict");
+    for key in ["stored_sub", "keycloak_sub", "issuer"] {
+        assert!(alice["evidence"][key].is_string(), "{alice:#}");
+    }
+    assert!(
+        stderr(&o).is_empty(),
+        "nothing but the document when piped: {}",
+        stderr(&o)
+    );
+    lab.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_configured_means_every_check_skipped_with_its_reason_and_exit_0() {
+    let mut cmd = bare_doctor();
+    cmd.args(["diagnose", "-o", "json"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_design_shape(&doc);
+    assert_eq!(doc["summary"]["skipped"], 6, "{doc:#}");
+}
+
+/// A Harbor so slow that the connectivity check (four requests) cannot
+/// finish within --timeout 2, though each request does.
+async fn slow_harbor() -> HarborSim {
+    HarborSim::start(HarborOptions {
+        latency: Duration::from_millis(1200),
+        ..HarborOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_past_the_timeout_is_an_error_while_the_others_report() {
+    let harbor = slow_harbor().await;
+    let reg = Registry::new().await;
+    let diagnose = |reg: &Registry| {
+        let mut cmd = bare_doctor();
+        cmd.env("HARBOR_URL", harbor.url())
+            .env("HARBOR_PASSWORD", harbor.admin_password())
+            .env("HARBOR_DATABASE_URL", &reg.db.url)
+            .args([
+                "diagnose",
+                "connectivity",
+                "oidc-users",
+                "--timeout",
+                "2",
+                "-o",
+                "json",
+            ]);
+        cmd
+    };
+    let started = std::time::Instant::now();
+    let o = run(diagnose(&reg)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the slow check was cut off"
+    );
+    // Only an error: exit 3.
+    assert_exit(&o, 3);
+    let doc = json(&o);
+    assert_design_shape(&doc);
+    let connectivity = &doc["checks"][0];
+    assert_eq!(connectivity["status"], "error", "{doc:#}");
+    assert!(
+        connectivity["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 2 s (--timeout)"),
+        "{doc:#}"
+    );
+    assert!(connectivity["duration_ms"].as_u64().unwrap() >= 2000);
+    assert_eq!(doc["checks"][1]["status"], "ok", "{doc:#}");
+
+    // A finding elsewhere gives 1, the error notwithstanding.
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let o = run(diagnose(&reg)).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    assert_eq!(doc["checks"][0]["status"], "error");
+    assert_eq!(doc["checks"][1]["status"], "problem");
+    assert_eq!(doc["summary"]["error"], 1);
+    assert_eq!(doc["summary"]["problem"], 1);
+}
+
+/// Runs the doctor in a pseudo-terminal and returns its exit code and all
+/// it showed there (stdout and stderr both).
+fn in_terminal(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
+    for var in [
+        "KUBECONFIG",
+        "HARBOR_DATABASE_URL",
+        "HARBOR_URL",
+        "NO_COLOR",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("TERM", "xterm-256color")
+        .env("HOME", std::env::temp_dir())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut s = Session::spawn(cmd).expect("spawning the doctor in a pseudo-terminal");
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    let done = s.expect(Eof).expect("the doctor finishes");
+    let mut shown = String::from_utf8_lossy(done.before()).into_owned();
+    for m in done.matches() {
+        shown.push_str(&String::from_utf8_lossy(m));
+    }
+    let code = match s.get_process_mut().wait().unwrap() {
+        expectrl::WaitStatus::Exited(_, code) => code,
+        other => panic!("the doctor did not exit normally: {other:?}"),
+    };
+    (code, shown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_check_shows_a_spinner_on_a_terminal_and_nothing_when_piped() {
+    let harbor = HarborSim::start(HarborOptions {
+        latency: Duration::from_millis(500),
+        ..HarborOptions::default()
+    })
+    .await
+    .unwrap();
+    let env = vec![
+        ("HARBOR_URL", harbor.url()),
+        ("HARBOR_PASSWORD", harbor.admin_password()),
+    ];
+    let terminal_env = env.clone();
+    let (code, shown) = tokio::task::spawn_blocking(move || {
+        in_terminal(&["diagnose", "connectivity"], &terminal_env)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("still running: connectivity (0 of 1 checks done"),
+        "a spinner after a second:\n{shown}"
+    );
+
+    let mut cmd = bare_doctor();
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["diagnose", "connectivity"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).is_empty(),
+        "no spinner when piped: {}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("still running"));
+
+    // -q: no spinner even on a terminal.
+    let (code, shown) =
+        tokio::task::spawn_blocking(move || in_terminal(&["diagnose", "connectivity", "-q"], &env))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{shown}");
+    assert!(!shown.contains("still running"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let env = vec![("HARBOR_DATABASE_URL", reg.db.url.clone())];
+    let args = ["diagnose", "oidc-users", "-v"];
+
+    let plain_env = env.clone();
+    let (code, shown) = tokio::task::spawn_blocking(move || in_terminal(&args, &plain_env))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains(ESC),
+        "a terminal gets colour (status, log levels):\n{shown}"
+    );
+
+    let mut no_color = env.clone();
+    no_color.push(("NO_COLOR", "1".into()));
+    let (code, shown) = tokio::task::spawn_blocking(move || in_terminal(&args, &no_color))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("problem"), "{shown}");
+    assert!(
+        !shown.contains(ESC),
+        "NO_COLOR: not one escape sequence:\n{shown:?}"
+    );
+
+    // Piped, at any verbosity: the log lines and the table carry no colour.
+    let mut cmd = bare_doctor();
+    cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
+        .args(["diagnose", "oidc-users", "-vv"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("DEBUG") || stderr(&o).contains("INFO"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(ESC), "{:?}", stderr(&o));
+    assert!(!stdout(&o).contains(ESC), "{:?}", stdout(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_shows_only_findings_and_errors() {
+    let reg = Registry::new().await;
+    let quiet = |reg: &Registry| {
+        let mut cmd = bare_doctor();
+        cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
+            .args(["diagnose", "-q"]);
+        cmd
+    };
+    // Healthy (the other checks skipped): nothing at all.
+    let o = run(quiet(&reg)).await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "",
+        "-q on a healthy installation prints nothing"
+    );
+    assert_eq!(stderr(&o), "");
+
+    // A finding: only the findings table, no per-check lines, no summary.
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let o = run(quiet(&reg)).await;
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.contains("Problems (1)"), "{out}");
+    assert!(out.contains("user alice"), "{out}");
+    assert!(out.contains("runbook oidc-conflict"), "{out}");
+    assert!(
+        out.starts_with("Problems (1)\n"),
+        "nothing before it:\n{out}"
+    );
+    assert!(!out.contains("skipped"), "no line per check:\n{out}");
+    assert!(!out.contains(" ok, "), "no summary line:\n{out}");
+    assert_eq!(stderr(&o), "");
+
+    // An error is still said.
+    let mut cmd = bare_doctor();
+    cmd.args(["fix", "multi-attach", "-q", "--yes"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_keep_a_fixed_width_when_piped() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let mut cmd = bare_doctor();
+    cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
+        .env("COLUMNS", "60")
+        .args(["diagnose"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 1);
+    let widths: BTreeSet<usize> = stdout(&o)
+        .lines()
+        .filter(|l| l.starts_with('│') || l.starts_with('┌'))
+        .map(|l| l.chars().count())
+        .collect();
+    assert_eq!(
+        widths,
+        BTreeSet::from([120]),
+        "every table row is 120 columns:\n{}",
+        stdout(&o)
+    );
+}
