@@ -38,7 +38,11 @@ async fn harbor_drift_is_found_per_team_without_a_cluster() {
         h.add_group_member(team, team, 3, 2);
         h.add_group_member(team, "all-teams-admin", 3, 1);
         h.add_robot(RobotSeed::system(&format!("{team}-pull"), team, &["pull"]));
-        h.add_robot(RobotSeed::system(&format!("{team}-push"), team, &["pull", "push"]));
+        h.add_robot(RobotSeed::system(
+            &format!("{team}-push"),
+            team,
+            &["pull", "push"],
+        ));
     }
     h.add_project("team-admin", false);
     let push_b = h.robot("team-b-push").unwrap();
@@ -71,7 +75,9 @@ async fn harbor_drift_is_found_per_team_without_a_cluster() {
     let b = about("b");
     assert_eq!(b.len(), 2, "{b:#?}");
     assert!(b.iter().any(|s| s.contains("otomi-team-b-push is missing")));
-    assert!(b.iter().any(|s| s.contains("all-teams-admin is not a member")));
+    assert!(b
+        .iter()
+        .any(|s| s.contains("all-teams-admin is not a member")));
     assert!(about("admin").is_empty(), "team-admin is not a team");
     for f in findings {
         assert_eq!(f["runbook"], "provisioning");
@@ -108,7 +114,13 @@ async fn invalid_team_ids_are_refused_before_anything_is_read() {
     for bad in ["Team_A", "a--b", "-a", &"x".repeat(60)] {
         let o = run({
             let mut c = doctor_for(&h);
-            c.args(["provision", "--team", "ok", &format!("--team={bad}"), "--yes"]);
+            c.args([
+                "provision",
+                "--team",
+                "ok",
+                &format!("--team={bad}"),
+                "--yes",
+            ]);
             c
         })
         .await;

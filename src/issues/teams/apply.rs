@@ -3,12 +3,12 @@
 //! plan meant to create means it exists now, which is what was wanted.
 
 use anyhow::{anyhow, Context, Result};
-use kube::Client;
 
 use super::cluster;
 use super::model::{docker_config_json, RobotKind, TeamId, OIDC_GROUP};
 use super::plan::{HarborState, PasswordStep, RobotPlan, RobotStep, TeamPlan};
 use crate::clients::harbor::{is_conflict, status_of, Harbor, NewRobot, Secret};
+use crate::clients::kube::Kube;
 
 /// Credentials to check once everything is applied.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct ToVerify {
 /// Applies one team's plan; returns the robot credentials it changed.
 pub async fn apply_team(
     harbor: &Harbor,
-    client: &Client,
+    kube: &Kube,
     state: &HarborState,
     plan: &TeamPlan,
 ) -> Result<Vec<ToVerify>> {
@@ -54,7 +54,7 @@ pub async fn apply_team(
         if rp.is_noop() {
             continue;
         }
-        let password = apply_robot(harbor, client, state, plan, rp).await?;
+        let password = apply_robot(harbor, kube, state, plan, rp).await?;
         verify.push(ToVerify {
             team: team.clone(),
             kind: rp.kind,
@@ -62,8 +62,8 @@ pub async fn apply_team(
             password,
         });
     }
-    if let Some(sa) = &plan.add_pull_secret_to_sa {
-        cluster::add_pull_secret(client, &project, sa).await?;
+    if plan.add_pull_secret_to_sa.is_some() {
+        cluster::add_pull_secret(kube, &project).await?;
     }
     Ok(verify)
 }
@@ -103,7 +103,7 @@ async fn create_robot(
 /// Applies one robot's plan and returns the password it ends with.
 async fn apply_robot(
     harbor: &Harbor,
-    client: &Client,
+    kube: &Kube,
     state: &HarborState,
     plan: &TeamPlan,
     rp: &RobotPlan,
@@ -170,14 +170,8 @@ async fn apply_robot(
     };
     if rp.write_secret {
         let json = docker_config_json(&state.host, &state.login_name(team, kind), &password);
-        cluster::write_docker_secret(
-            client,
-            &team.name(),
-            kind,
-            json,
-            rp.existing_secret.as_ref(),
-        )
-        .await?;
+        cluster::write_docker_secret(kube, &team.name(), kind, json, rp.existing_secret.as_ref())
+            .await?;
     }
     Ok(password)
 }

@@ -37,7 +37,8 @@ use self::plan::{Credentials, HarborState, TeamPlan};
 use crate::backup::{Backup, BackupItem};
 use crate::cli::ProvisionArgs;
 use crate::clients::harbor::{Harbor, TokenCheck};
-use crate::clients::NotConfigured;
+use crate::clients::is_not_configured;
+use crate::clients::kube::Kube;
 use crate::context::Ctx;
 use crate::outcome::{incomplete, refused};
 use crate::render::Output;
@@ -70,42 +71,14 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The cluster's API client, from `--kubeconfig` / `--context`, the
-/// KUBECONFIG variable or `~/.kube/config`, or the pod's service account;
-/// None when there is none of these.
-async fn cluster_client(ctx: &Ctx) -> Result<Option<kube::Client>> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let options = KubeConfigOptions {
-        context: ctx.opts.context.clone(),
-        ..Default::default()
-    };
-    let config = if let Some(path) = &ctx.opts.kubeconfig {
-        let kc = Kubeconfig::read_from(path)
-            .map_err(|e| refused(format!("reading the kubeconfig {}: {e}", path.display())))?;
-        kube::Config::from_custom_kubeconfig(kc, &options)
-            .await
-            .map_err(|e| refused(format!("using the kubeconfig {}: {e}", path.display())))?
-    } else if std::env::var_os("KUBECONFIG").is_some()
-        || dirs_home().is_some_and(|h| h.join(".kube/config").exists())
-    {
-        kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| refused(format!("using the kubeconfig: {e}")))?
-    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        kube::Config::incluster().map_err(|e| refused(format!("in-cluster config: {e}")))?
-    } else {
-        return Ok(None);
-    };
-    let mut config = config;
-    config.read_timeout = Some(ctx.timeout());
-    config.connect_timeout = Some(ctx.timeout());
-    Ok(Some(kube::Client::try_from(config).map_err(|e| {
-        refused(format!("building the Kubernetes client: {e}"))
-    })?))
-}
-
-fn dirs_home() -> Option<std::path::PathBuf> {
-    std::env::var_os("HOME").map(std::path::PathBuf::from)
+/// The cluster, or None when none is configured (the teams check then
+/// judges Harbor alone).
+async fn cluster(ctx: &Ctx) -> Result<Option<&Kube>> {
+    match ctx.kube().await {
+        Ok(k) => Ok(Some(k)),
+        Err(e) if is_not_configured(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads what Harbor holds for the teams.
@@ -145,11 +118,11 @@ async fn observe_harbor(harbor: &Harbor) -> Result<HarborState> {
 async fn observe(
     ctx: &Ctx,
     selection: &Selection,
-    client: Option<&kube::Client>,
+    kube: Option<&Kube>,
     concurrency: usize,
 ) -> Result<Observation> {
     let harbor = ctx.harbor().await?;
-    let (mut state, cluster) = match client {
+    let (mut state, cluster) = match kube {
         Some(c) => {
             let (h, k) = tokio::try_join!(observe_harbor(harbor), cluster::observe(c))?;
             (h, Some(k))
@@ -222,8 +195,8 @@ async fn observe(
 
 /// `diagnose teams`.
 pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
-    let client = cluster_client(ctx).await?;
-    let obs = observe(ctx, &Selection::All, client.as_ref(), DIAGNOSE_CONCURRENCY).await?;
+    let kube = cluster(ctx).await?;
+    let obs = observe(ctx, &Selection::All, kube, DIAGNOSE_CONCURRENCY).await?;
     let mut out = CheckOutcome::default();
     out.notes.push(format!(
         "{} team(s); registry host {}; robot prefix {}; {} credential(s) tested",
@@ -271,7 +244,6 @@ pub struct ProvisionRepair {
     selection: Selection,
     concurrency: usize,
     duration: i64,
-    client: Option<kube::Client>,
     state: Option<HarborState>,
     plans: Vec<TeamPlan>,
     settled: usize,
@@ -301,7 +273,6 @@ impl ProvisionRepair {
             selection,
             concurrency: usize::from(args.concurrency),
             duration: args.robot_duration.map(i64::from).unwrap_or(-1),
-            client: None,
             state: None,
             plans: Vec::new(),
             settled: 0,
@@ -328,14 +299,16 @@ impl Repair for ProvisionRepair {
     }
 
     async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
-        let client = cluster_client(ctx).await?.ok_or_else(|| {
-            anyhow::Error::new(NotConfigured(
-                "provisioning writes the teams' Secrets and needs the cluster: give --kubeconfig \
-                 (or KUBECONFIG), or run inside the cluster"
-                    .into(),
-            ))
+        let kube = ctx.kube().await.map_err(|e| {
+            if is_not_configured(&e) {
+                refused(format!(
+                    "provisioning writes the teams' Secrets and needs the cluster: {e:#}"
+                ))
+            } else {
+                e
+            }
         })?;
-        let obs = observe(ctx, &self.selection, Some(&client), self.concurrency).await?;
+        let obs = observe(ctx, &self.selection, Some(kube), self.concurrency).await?;
         let cluster = obs.cluster.expect("observed with a client");
         let missing: Vec<String> = obs
             .teams
@@ -368,7 +341,6 @@ impl Repair for ProvisionRepair {
         self.settled = self.plans.iter().filter(|p| p.is_empty()).count();
         let steps = self.changes().flat_map(|p| p.steps(&obs.harbor)).collect();
         self.state = Some(obs.harbor);
-        self.client = Some(client);
         Ok(steps)
     }
 
@@ -398,7 +370,7 @@ impl Repair for ProvisionRepair {
 
     async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
         let harbor = ctx.harbor().await?;
-        let client = self.client.clone().expect("planned");
+        let kube = ctx.kube().await?;
         let state = self.state.clone().expect("planned");
         // What the cluster held before, for objects this run replaces.
         let mut items = Vec::new();
@@ -429,9 +401,9 @@ impl Repair for ProvisionRepair {
         let progress = progress_bar(&ctx.out, plans.len());
         let results: Vec<(TeamId, Result<Vec<ToVerify>>)> = stream::iter(plans)
             .map(|p| {
-                let (client, state, progress) = (&client, &state, &progress);
+                let (state, progress) = (&state, &progress);
                 async move {
-                    let r = apply::apply_team(harbor, client, state, &p).await;
+                    let r = apply::apply_team(harbor, kube, state, &p).await;
                     progress.inc(1);
                     (p.team.clone(), r)
                 }
