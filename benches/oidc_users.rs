@@ -29,9 +29,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let users: i32 = std::env::var("USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let users: i32 = std::env::var("USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let stale = users / 20;
-    let db = PgServer::shared().harbor_database().await.expect("database");
+    let db = PgServer::shared()
+        .harbor_database()
+        .await
+        .expect("database");
     let sql = db.connect().await.unwrap();
     let seeding = Instant::now();
     sql.batch_execute(&format!(
@@ -46,9 +52,19 @@ async fn main() {
     ))
     .await
     .unwrap();
-    eprintln!("seeded {users} users and links ({stale} stale) in {:?}", seeding.elapsed());
+    eprintln!(
+        "seeded {users} users and links ({stale} stale) in {:?}",
+        seeding.elapsed()
+    );
 
-    let cli = Cli::try_parse_from(["harbor-doctor", "--db-url", &db.url, "diagnose", "oidc-users"]).unwrap();
+    let cli = Cli::try_parse_from([
+        "harbor-doctor",
+        "--db-url",
+        &db.url,
+        "diagnose",
+        "oidc-users",
+    ])
+    .unwrap();
     let ctx = Ctx::new(cli.global);
     ctx.db().await.unwrap(); // connect once, outside the timing
 
@@ -65,10 +81,19 @@ async fn main() {
     eprintln!("doctor runs done");
 
     // Baseline: one query per user.
-    let stmt = sql.prepare("SELECT subiss FROM oidc_user WHERE user_id = $1").await.unwrap();
-    let sample: usize = std::env::var("SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let stmt = sql
+        .prepare("SELECT subiss FROM oidc_user WHERE user_id = $1")
+        .await
+        .unwrap();
+    let sample: usize = std::env::var("SAMPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
     let all_ids: Vec<i32> = sql
-        .query("SELECT user_id FROM harbor_user WHERE NOT deleted AND user_id <> 1 ORDER BY user_id", &[])
+        .query(
+            "SELECT user_id FROM harbor_user WHERE NOT deleted AND user_id <> 1 ORDER BY user_id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -110,12 +135,21 @@ async fn main() {
     let b = median(baseline_times);
     let p = median(process_times);
     println!("diagnose oidc-users, {users} users, {users} links, {stale} stale (median):");
-    println!("  doctor (set-based SQL)        {:>10.1} ms", d.as_secs_f64() * 1e3);
-    println!("  whole binary, -o json         {:>10.1} ms", p.as_secs_f64() * 1e3);
+    println!(
+        "  doctor (set-based SQL)        {:>10.1} ms",
+        d.as_secs_f64() * 1e3
+    );
+    println!(
+        "  whole binary, -o json         {:>10.1} ms",
+        p.as_secs_f64() * 1e3
+    );
     println!(
         "  baseline (one query per user) {:>10.1} ms  (timed on {} users, scaled x{scale:.0})",
         b.as_secs_f64() * 1e3,
         ids.len()
     );
-    println!("  baseline / doctor             {:>10.1}x", b.as_secs_f64() / d.as_secs_f64());
+    println!(
+        "  baseline / doctor             {:>10.1}x",
+        b.as_secs_f64() / d.as_secs_f64()
+    );
 }
