@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use anyhow::Result;
-use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
@@ -14,7 +13,7 @@ use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
-use crate::{diagnose, docker_login, lab, repair, runbooks};
+use crate::{diagnose, docker_login, lab, packaging, repair, runbooks};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
 /// errors only with -q; RUST_LOG overrides. Coloured only on a terminal
@@ -59,13 +58,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lab(args) => lab::run(&ctx, &args).await,
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(
-                args.shell,
-                &mut cmd,
-                "harbor-doctor",
-                &mut std::io::stdout(),
-            );
+            packaging::completions(args.shell, &mut std::io::stdout());
             Ok(ExitCode::Ok)
         }
     }

@@ -16,6 +16,7 @@ use crate::clients::is_not_configured;
 use crate::context::Ctx;
 use crate::issues::{run_check, CheckOptions};
 use crate::outcome::ExitCode;
+use crate::packaging;
 use crate::progress::{self, Running};
 use crate::report::{CheckReport, CheckStatus, DiagnoseReport, Severity};
 
@@ -39,7 +40,15 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
             report
         }
     });
-    let checks = progress::while_running(&ctx.out, &running, futures::future::join_all(runs)).await;
+    let mut checks =
+        progress::while_running(&ctx.out, &running, futures::future::join_all(runs)).await;
+    // Repair commands as the user can paste them: `kubectl harbor-doctor
+    // ...` when running as the kubectl plugin.
+    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
+        if let Some(repair) = &finding.repair {
+            finding.repair = Some(packaging::as_invoked(repair));
+        }
+    }
     let report = DiagnoseReport::new(checks);
     ctx.out.print_diagnose(&report);
     Ok(exit_code(&report, args.fail_on))

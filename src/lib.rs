@@ -25,6 +25,7 @@ pub mod docker_login;
 pub mod issues;
 pub mod lab;
 pub mod outcome;
+pub mod packaging;
 pub mod progress;
 pub mod render;
 pub mod repair;

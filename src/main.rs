@@ -1,14 +1,12 @@
 //! harbor-doctor's entry point: parse, dispatch, map the outcome to an exit
 //! code. Everything else lives in the library (src/lib.rs).
 
-use clap::Parser;
-
-use harbor_doctor::app;
-use harbor_doctor::cli::Cli;
 use harbor_doctor::outcome::{exit_code_of, ExitCode};
+use harbor_doctor::{app, packaging};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    // Also as the kubectl plugin (kubectl-harbor_doctor): see packaging.
+    let cli = match packaging::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

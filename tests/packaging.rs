@@ -1,0 +1,206 @@
+//! What ships besides the binary, and the ways it is invoked: shell
+//! completions, manual pages from the CLI definition, the kubectl plugin
+//! form, and the embedded runbooks.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{assert_exit, bare_doctor, run, stderr, stdout, Registry, ISSUER};
+
+const SUBCOMMANDS: &[&str] = &[
+    "diagnose",
+    "fix",
+    "provision",
+    "docker-login",
+    "restore",
+    "runbook",
+    "lab",
+    "completions",
+];
+const CHECK_IDS: &[&str] = &[
+    "connectivity",
+    "oidc-users",
+    "multi-attach",
+    "registry-strategy",
+    "cli-login",
+    "teams",
+];
+
+fn doctor(args: &[&str]) -> std::process::Output {
+    bare_doctor().args(args).output().unwrap()
+}
+
+#[test]
+fn completions_for_each_shell_name_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = doctor(&["completions", shell]);
+        assert_exit(&o, 0);
+        let script = stdout(&o);
+        for sub in SUBCOMMANDS.iter().chain(&["oidc-conflict", "multi-attach"]) {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+        // clap_complete's fish script completes options, not positional
+        // values such as check ids.
+        if shell != "fish" {
+            for check in CHECK_IDS {
+                assert!(script.contains(check), "{shell} completions lack {check}");
+            }
+        }
+        assert!(script.contains("harbor-doctor"), "{shell}");
+    }
+    // The bash script is valid bash.
+    let o = doctor(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("harbor-doctor.bash");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_exit(&doctor(&["completions", "tcsh"]), 2);
+}
+
+#[test]
+fn man_pages_come_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = harbor_doctor::packaging::man_pages(dir.path()).unwrap();
+    let names: Vec<String> = pages
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names[0], "harbor-doctor.1");
+    for sub in SUBCOMMANDS {
+        assert!(
+            names.contains(&format!("harbor-doctor-{sub}.1")),
+            "{sub}: {names:?}"
+        );
+    }
+    assert!(names.contains(&"harbor-doctor-fix-oidc-conflict.1".to_string()));
+    let main = std::fs::read_to_string(&pages[0]).unwrap();
+    assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main:.200}");
+    assert!(main.contains(".TH harbor-doctor 1"), "{main:.400}");
+    for text in [
+        "HARBOR_DATABASE_URL",
+        "KEYCLOAK_URL",
+        "Exit codes",
+        "diagnose",
+    ] {
+        assert!(main.contains(text), "the main page mentions {text}");
+    }
+    let diagnose = std::fs::read_to_string(dir.path().join("harbor-doctor-diagnose.1")).unwrap();
+    assert!(diagnose.contains("fail\\-on"), "{diagnose}");
+}
+
+/// The binary installed under the kubectl plugin's name.
+fn plugin(dir: &Path) -> std::path::PathBuf {
+    let link = dir.join("kubectl-harbor_doctor");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_harbor-doctor"), &link).unwrap();
+    link
+}
+
+#[test]
+fn as_kubectl_harbor_doctor_it_says_so_in_its_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = plugin(dir.path());
+    let o = Command::new(&link).arg("--help").output().unwrap();
+    assert_exit(&o, 0);
+    let help = stdout(&o);
+    assert!(
+        help.contains("Usage: kubectl harbor-doctor [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    assert!(help.contains("Running as the kubectl plugin"), "{help}");
+
+    let o = Command::new(&link)
+        .args(["diagnose", "--no-such-option"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("Usage: kubectl harbor-doctor diagnose"),
+        "{}",
+        stderr(&o)
+    );
+
+    // It runs commands as the binary does.
+    let o = Command::new(&link).arg("runbook").output().unwrap();
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("oidc-conflict"));
+
+    // Under its own name, no kubectl.
+    let o = doctor(&["--help"]);
+    assert!(stdout(&o).contains("Usage: harbor-doctor [OPTIONS] <COMMAND>"));
+    assert!(!stdout(&o).contains("kubectl plugin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_the_plugin_its_repair_commands_start_with_kubectl() {
+    let reg = Registry::new().await;
+    // A deleted user still linked: its repair is a soft delete.
+    let bob = reg.oidc_user("bob", "b-sub", ISSUER).await;
+    reg.sql
+        .execute(
+            "UPDATE harbor_user SET deleted = true WHERE user_id = $1",
+            &[&bob],
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = plugin(dir.path());
+    let repair_of = |o: &std::process::Output| {
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        doc["checks"][0]["findings"][0]["repair"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut cmd = assert_cmd::Command::new(&link);
+    cmd.env_clear()
+        .env("HARBOR_DATABASE_URL", &reg.db.url)
+        .args(["diagnose", "oidc-users", "-o", "json"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 1);
+    assert_eq!(
+        repair_of(&o),
+        "kubectl harbor-doctor fix oidc-conflict --user bob --strategy soft-delete"
+    );
+    let mut cmd = bare_doctor();
+    cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
+        .args(["diagnose", "oidc-users", "-o", "json"]);
+    let o = run(cmd).await;
+    assert_eq!(
+        repair_of(&o),
+        "harbor-doctor fix oidc-conflict --user bob --strategy soft-delete"
+    );
+}
+
+#[test]
+fn every_check_id_has_a_runbook_and_the_list_has_one_line_each() {
+    for id in CHECK_IDS {
+        let o = doctor(&["runbook", id]);
+        assert_exit(&o, 0);
+        assert!(stdout(&o).starts_with("# "), "runbook {id} is markdown");
+    }
+    let o = doctor(&["runbook"]);
+    assert_exit(&o, 0);
+    let list = stdout(&o);
+    let ids: Vec<&str> = list
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        harbor_doctor::runbooks::RUNBOOKS.len(),
+        "one line per runbook:\n{list}"
+    );
+    for (id, summary, _) in harbor_doctor::runbooks::RUNBOOKS {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(id) && l.ends_with(summary)),
+            "{id}: {list}"
+        );
+    }
+    let o = doctor(&["runbook", "no-such-runbook"]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("oidc-conflict"), "names the runbooks");
+}
