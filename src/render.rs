@@ -57,11 +57,9 @@ impl Output {
         }
     }
 
-    /// A warning on stderr; silent with -q, which means errors only.
+    /// A warning on stderr, shown even with -q: warnings that reach the
+    /// user this way change what they should do (a fix that will be undone).
     pub fn warn(&self, msg: impl AsRef<str>) {
-        if self.quiet {
-            return;
-        }
         let label = if self.color_stderr {
             console::style("warning:")
                 .for_stderr()
