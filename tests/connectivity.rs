@@ -170,3 +170,36 @@ async fn nothing_configured_is_skipped() {
     assert_exit(&o, 0);
     assert_eq!(check(&o)["status"], "skipped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_and_harbors_namespace_are_checked() {
+    let kube = harbor_doctor_sim::k8s::KubeSim::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig, kube.admin_token())
+        .unwrap();
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    let with_cluster = |ns: &str| {
+        let mut c = connectivity(&h.url(), PW);
+        c.env("KUBECONFIG", &kubeconfig).env("HARBOR_NAMESPACE", ns);
+        c
+    };
+    let o = run(with_cluster("default")).await;
+    assert_exit(&o, 0);
+    let o = run(with_cluster("harbor")).await;
+    assert_exit(&o, 1);
+    let f = &check(&o)["findings"][0];
+    assert_eq!(f["subject"], "namespace harbor");
+    kube.revoke_token(kube.admin_token());
+    let o = run(with_cluster("default")).await;
+    assert_exit(&o, 1);
+    let c = check(&o);
+    let f = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "cluster")
+        .unwrap_or_else(|| panic!("no cluster finding: {c:#}"))
+        .clone();
+    assert!(f["summary"].as_str().unwrap().contains("401"), "{f}");
+}

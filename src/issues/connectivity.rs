@@ -5,6 +5,8 @@
 //!   healthy; the admin credentials are accepted (and are an admin's); the
 //!   version and external URL, for context.
 //! - The registry database: a connection and a first query.
+//! - The cluster, when configured: the API server answers and
+//!   `--harbor-namespace` exists.
 //! - Keycloak, when configured: an admin token and the realm.
 //!
 //! A system that is not configured is noted, not a finding; one that is
@@ -12,6 +14,7 @@
 //! automatic repair: the runbook says what to look at for each failure.
 
 use anyhow::Result;
+use k8s_openapi::api::core::v1::Namespace;
 
 use crate::clients::harbor::status_of;
 use crate::clients::is_not_configured;
@@ -31,10 +34,11 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
     let mut configured = 0;
     configured += check_harbor(ctx, &mut out).await as usize;
     configured += check_database(ctx, &mut out).await as usize;
+    configured += check_cluster(ctx, &mut out).await as usize;
     configured += check_keycloak(ctx, &mut out).await as usize;
     if configured == 0 {
         return Ok(CheckOutcome::skipped(
-            "nothing to check: give --harbor-url, --db-url or the --keycloak-* options",
+            "nothing to check: give --harbor-url, --db-url, a kubeconfig or the --keycloak-* options",
         ));
     }
     Ok(out)
@@ -173,6 +177,42 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             )
             .evidence("database", db.describe()),
         ),
+    }
+    true
+}
+
+async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
+    let kube = match ctx.kube().await {
+        Ok(k) => k,
+        Err(e) if is_not_configured(&e) => {
+            out.notes.push(format!("cluster: not checked ({e:#})"));
+            return false;
+        }
+        Err(e) => {
+            out.findings
+                .push(problem("cluster", format!("cannot use the cluster: {e:#}")));
+            return true;
+        }
+    };
+    let ns = &ctx.opts.harbor_namespace;
+    match kube.get_cluster::<Namespace>(ns).await {
+        Ok(Some(_)) => out.notes.push(format!(
+            "cluster {}: reachable, namespace {ns} exists",
+            kube.describe()
+        )),
+        Ok(None) => out.findings.push(
+            problem(
+                &format!("namespace {ns}"),
+                format!(
+                    "the cluster has no namespace {ns}: give the namespace Harbor is installed in \
+                     with --harbor-namespace"
+                ),
+            )
+            .evidence("cluster", kube.describe()),
+        ),
+        Err(e) => out
+            .findings
+            .push(problem("cluster", format!("{e:#}")).evidence("cluster", kube.describe())),
     }
     true
 }
