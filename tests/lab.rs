@@ -35,6 +35,15 @@ const LAB_ENV: &[&str] = &[
     "DOCKER_CONFIG",
 ];
 
+const CHECK_IDS: &[&str] = &[
+    "connectivity",
+    "oidc-users",
+    "multi-attach",
+    "registry-strategy",
+    "cli-login",
+    "teams",
+];
+
 /// The lab binary with none of the doctor's variables set, so nothing of
 /// the developer's own environment reaches it.
 fn lab_command(args: &[&str]) -> Command {
@@ -281,22 +290,30 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     assert_eq!(subjects(&doc, "cli-login"), ["Harbor oidc_scope"]);
     assert_eq!(subjects(&doc, "teams"), ["team beta", "team gamma"]);
 
-    // The database is reachable through the cluster's port-forward too.
+    // With only the kubeconfig (and Harbor's CA), the doctor finds Harbor
+    // and the database through the cluster: the same findings.
     let mut through_cluster = env.clone();
-    through_cluster.remove("HARBOR_DATABASE_URL");
-    let o = doctor_in(&through_cluster, &["diagnose", "oidc-users", "-o", "json"]);
+    for var in ["HARBOR_URL", "HARBOR_PASSWORD", "HARBOR_DATABASE_URL"] {
+        through_cluster.remove(var);
+    }
+    let o = doctor_in(&through_cluster, &["diagnose", "-o", "json"]);
     assert_exit(&o, 1);
-    assert_eq!(
-        subjects(&json(&o), "oidc-users"),
-        ["user alice", "user bob"]
-    );
+    let found = json(&o);
+    for id in CHECK_IDS {
+        assert_eq!(
+            subjects(&found, id),
+            subjects(&doc, id),
+            "{id} through the cluster"
+        );
+    }
     let o = doctor_in(&through_cluster, &["diagnose", "connectivity", "-v"]);
     assert_exit(&o, 0);
-    assert!(
-        stderr(&o).contains("port-forward to pod harbor/harbor-database-0"),
-        "{}",
-        stderr(&o)
-    );
+    for how in [
+        "port-forward to pod harbor/harbor-database-0",
+        "EXT_ENDPOINT in the core ConfigMap harbor/harbor-core",
+    ] {
+        assert!(stderr(&o).contains(how), "{how}:\n{}", stderr(&o));
+    }
 
     // The walk: every repair the findings name, with --yes, until clean.
     let path = format!(

@@ -28,6 +28,9 @@ pub const REALM: &str = "otomi";
 /// Otomi's robot name prefix.
 const ROBOT_PREFIX: &str = "otomi-";
 const KEYCLOAK_ADMIN: &str = "admin";
+/// The Harbor chart's default admin password, as the simulated cluster's
+/// core Secret holds it.
+const HARBOR_ADMIN_PASSWORD: &str = "Harbor12345";
 
 /// Users whose Keycloak id changed (Keycloak was redeployed): their next
 /// login fails with a 409 conflict.
@@ -99,7 +102,9 @@ impl Lab {
 
         let harbor = HarborSim::start(HarborOptions {
             tls: true,
-            admin_password: postgres::random_token(20),
+            // The chart's default, which the seeded core Secret holds, so
+            // the doctor can also find it through the cluster.
+            admin_password: HARBOR_ADMIN_PASSWORD.into(),
             robot_name_prefix: ROBOT_PREFIX.into(),
             ..HarborOptions::otomi(&issuer)
         })
@@ -248,10 +253,6 @@ impl Lab {
     /// the Multi-Attach deadlock (which also leaves it on RollingUpdate
     /// over a ReadWriteOnce claim).
     fn plant_cluster(&mut self, registry: &Registry) -> Result<()> {
-        let host = url::Url::parse(&self.harbor.external_url())
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_else(|| "127.0.0.1".into());
         let seed = HarborSeed {
             database_user: registry.user.clone(),
             database_name: registry.name.clone(),
@@ -261,7 +262,9 @@ impl Lab {
                     .parse()
                     .map_err(|e| anyhow!("the registry database's address: {e}"))?,
             ),
-            external_host: host,
+            // The core ConfigMap's EXT_ENDPOINT and the Ingress name it, so
+            // the doctor finds Harbor through the cluster as well.
+            external_host: self.registry_host()?,
             ..HarborSeed::new(NAMESPACE, RELEASE)
         };
         let release = self.kube.seed_harbor(&seed)?;
@@ -287,16 +290,7 @@ impl Lab {
     /// Three teams provisioned as Otomi provisions them; then one loses its
     /// push robot in Harbor and another its pull Secret in the cluster.
     fn plant_teams(&mut self) -> Result<()> {
-        let host = url::Url::parse(&self.harbor.external_url())
-            .ok()
-            .and_then(|u| {
-                let host = u.host_str()?.to_string();
-                Some(match u.port() {
-                    Some(p) => format!("{host}:{p}"),
-                    None => host,
-                })
-            })
-            .ok_or_else(|| anyhow!("the simulated Harbor has no external URL host"))?;
+        let host = self.registry_host()?;
         for id in [HEALTHY_TEAM, TEAM_WITHOUT_ROBOT, TEAM_WITHOUT_PULL_SECRET] {
             let name = format!("team-{id}");
             self.kube
@@ -341,6 +335,20 @@ impl Lab {
              (team-{HEALTHY_TEAM} is healthy)"
         ));
         Ok(())
+    }
+
+    /// Harbor's external host and port, as docker and the Secrets name it.
+    fn registry_host(&self) -> Result<String> {
+        url::Url::parse(&self.harbor.external_url())
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host,
+                })
+            })
+            .ok_or_else(|| anyhow!("the simulated Harbor has no external URL host"))
     }
 
     /// The kubeconfig, Harbor's CA, the backup and docker directories, and
