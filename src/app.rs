@@ -11,6 +11,7 @@ use crate::issues::cli_login::{self, CliLoginRepair};
 use crate::issues::multi_attach::MultiAttachRepair;
 use crate::issues::oidc_conflict::OidcConflictRepair;
 use crate::issues::registry_strategy::RegistryStrategyRepair;
+use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
 use crate::{diagnose, docker_login, repair, runbooks};
@@ -56,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             FixIssue::CliLogin => repair::run(&ctx, &mut CliLoginRepair::new()).await,
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
-        Command::Provision(_) => Err(not_yet("provision")),
+        Command::Provision(args) => teams::provision(&ctx, &args).await,
         Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
         Command::Lab(_) => Err(not_yet("lab")),
         Command::Runbook(args) => print_runbook(args.id.as_deref()),

@@ -9,11 +9,11 @@ use anyhow::Result;
 use tokio::sync::OnceCell;
 
 use crate::cli::GlobalOptions;
-use crate::clients::cluster_db;
 use crate::clients::harbor::{Harbor, HarborSettings, Secret};
 use crate::clients::keycloak::{Keycloak, KeycloakSettings};
 use crate::clients::kube::Kube;
 use crate::clients::registry_db::{DbTarget, RegistryDb};
+use crate::clients::{cluster_db, cluster_harbor};
 use crate::clients::{is_not_configured, NotConfigured};
 use crate::render::Output;
 
@@ -117,30 +117,74 @@ impl Ctx {
             .map(Option::as_ref)
     }
 
-    /// Harbor's API: `--harbor-url` with the admin credentials, when given.
+    /// Harbor's API: `--harbor-url` and the admin password when given, else
+    /// found through the cluster (the chart's core Service inside a pod, its
+    /// external URL outside; the password from the core Secret).
     pub async fn harbor(&self) -> Result<&Harbor> {
         self.harbor
             .get_or_try_init(|| async {
-                let Some(url) = self
+                let given_url = self
                     .opts
                     .harbor_url
                     .as_deref()
                     .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                else {
-                    return Err(anyhow::Error::new(NotConfigured(
-                        "no Harbor URL: give --harbor-url / HARBOR_URL".into(),
-                    )));
+                    .filter(|u| !u.is_empty());
+                let given_password = self
+                    .opts
+                    .harbor_password
+                    .as_deref()
+                    .filter(|p| !p.is_empty());
+                let ns = &self.opts.harbor_namespace;
+                let kube = if given_url.is_none() || given_password.is_none() {
+                    match self.kube().await {
+                        Ok(k) => Some(k),
+                        Err(e) if is_not_configured(&e) => None,
+                        Err(e) if given_url.is_none() => return Err(e),
+                        Err(_) => None,
+                    }
+                } else {
+                    None
+                };
+                let url = match (given_url, kube) {
+                    (Some(u), _) => u.to_string(),
+                    (None, Some(k)) => {
+                        let found = cluster_harbor::discover_url(k, ns).await?;
+                        tracing::info!("Harbor at {} (from {})", found.url, found.source);
+                        found.url
+                    }
+                    (None, None) => {
+                        return Err(anyhow::Error::new(NotConfigured(
+                            "no Harbor URL: give --harbor-url / HARBOR_URL, or a kubeconfig \
+                             (--kubeconfig, KUBECONFIG) so it can be found in the cluster"
+                                .into(),
+                        )))
+                    }
+                };
+                // The core Secret holds the password of `admin` only.
+                let password = match (given_password, kube) {
+                    (Some(p), _) => Some(Secret::new(p)),
+                    (None, Some(k)) if self.opts.harbor_username == "admin" => {
+                        match cluster_harbor::discover_password(k, ns).await {
+                            Ok(Some((p, source))) => {
+                                tracing::info!("Harbor's admin password from {source}");
+                                Some(p)
+                            }
+                            Ok(None) => None,
+                            Err(e) => {
+                                self.out.warn(format!(
+                                    "could not read Harbor's admin password from the cluster \
+                                     ({e:#}); give --harbor-password"
+                                ));
+                                None
+                            }
+                        }
+                    }
+                    (None, _) => None,
                 };
                 let settings = HarborSettings {
-                    url: url.to_string(),
+                    url: url.clone(),
                     username: self.opts.harbor_username.clone(),
-                    password: self
-                        .opts
-                        .harbor_password
-                        .as_deref()
-                        .filter(|p| !p.is_empty())
-                        .map(Secret::new),
+                    password,
                     ca_cert: self.opts.ca_cert.clone(),
                     timeout: self.timeout(),
                 };

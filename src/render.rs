@@ -209,6 +209,17 @@ impl Output {
         self.human(&text);
     }
 
+    /// A titled table for people (on stdout, or stderr when stdout carries
+    /// JSON). Cells are shown whole.
+    pub fn print_table(&self, title: &str, headers: &[&str], rows: Vec<Vec<String>>) {
+        let mut t = self.table(!self.json());
+        t.set_header(headers.to_vec());
+        for row in rows {
+            t.add_row(row);
+        }
+        self.human(&format!("{title}\n{t}"));
+    }
+
     /// A repair's result: the JSON document, or a closing line for people.
     pub fn print_repair(&self, report: &RepairReport) {
         if self.json() {

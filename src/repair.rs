@@ -15,6 +15,7 @@ use crate::backup::{Backup, BackupStore};
 use crate::confirm::confirm;
 use crate::context::Ctx;
 use crate::outcome::{exit_code_of, ExitCode, Failure};
+use crate::render::Output;
 use crate::report::{PlanStep, RepairReport};
 
 /// What a repair's verification concluded.
@@ -43,6 +44,11 @@ pub trait Repair {
     /// Lines to show after the plan (what is left alone and why).
     fn notes(&self) -> Vec<String> {
         vec![]
+    }
+    /// Shows the plan to people. A numbered list by default; a repair over
+    /// many subjects (provisioning many teams) may show a table instead.
+    fn show_plan(&self, out: &Output, title: &str, steps: &[PlanStep]) {
+        out.print_plan(title, steps);
     }
 }
 
@@ -90,7 +96,7 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         out.print_repair(&report);
         return Ok(ExitCode::Ok);
     }
-    out.print_plan(&title, &steps);
+    repair.show_plan(out, &title, &steps);
     if ctx.opts.dry_run {
         out.info("Dry run: nothing was changed.");
         out.print_repair(&report);

@@ -4,6 +4,16 @@
 /// (id, one-line summary, text).
 pub const RUNBOOKS: &[(&str, &str, &str)] = &[
     (
+        "connectivity",
+        "Harbor, its database or Keycloak unreachable, or credentials refused; check connectivity",
+        include_str!("../runbooks/connectivity.md"),
+    ),
+    (
+        "provisioning",
+        "teams whose project, robots, pull/push Secrets or ServiceAccount drifted; check teams",
+        include_str!("../runbooks/provisioning.md"),
+    ),
+    (
         "oidc-conflict",
         "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
         include_str!("../runbooks/oidc-conflict.md"),

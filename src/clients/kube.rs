@@ -424,6 +424,50 @@ impl Kube {
         })
     }
 
+    /// Creates a namespaced object (409 from the server when it exists).
+    pub async fn create_in<K>(&self, ns: &str, obj: &K) -> Result<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let (plural, group) = (K::plural(&()).to_string(), K::group(&()).to_string());
+        let name = obj.meta().name.clone();
+        api.create(&kube::api::PostParams::default(), obj)
+            .await
+            .map_err(|e| {
+                self.explain(
+                    Self::call("create", Some(ns), name.as_deref(), &plural, &group),
+                    e,
+                )
+            })
+    }
+
+    /// Replaces a namespaced object. `obj` carries the resourceVersion it
+    /// was read at: the server refuses (409) when it changed since.
+    pub async fn replace_in<K>(&self, ns: &str, name: &str, obj: &K) -> Result<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let (plural, group) = (K::plural(&()).to_string(), K::group(&()).to_string());
+        api.replace(name, &kube::api::PostParams::default(), obj)
+            .await
+            .map_err(|e| {
+                self.explain(
+                    Self::call("update", Some(ns), Some(name), &plural, &group),
+                    e,
+                )
+            })
+    }
+
     /// A strategic merge patch of a namespaced object.
     pub async fn patch_strategic<K>(
         &self,

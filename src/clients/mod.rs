@@ -6,9 +6,10 @@
 //! - `harbor`: Harbor's REST API and its registry token service.
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
-//!   through it.
+//!   through it, `cluster_harbor` Harbor's URL and admin password.
 
 pub mod cluster_db;
+pub mod cluster_harbor;
 pub mod docker_config;
 pub mod harbor;
 pub mod keycloak;

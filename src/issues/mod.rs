@@ -10,10 +10,12 @@
 //! `cli::CheckId`, a line in [`run_check`], and its runbook in `runbooks/`.
 
 pub mod cli_login;
+pub mod connectivity;
 pub mod harbor_workloads;
 pub mod multi_attach;
 pub mod oidc_conflict;
 pub mod registry_strategy;
+pub mod teams;
 
 use anyhow::Result;
 
@@ -35,9 +37,7 @@ pub async fn run_check(id: CheckId, ctx: &Ctx, opts: &CheckOptions) -> Result<Ch
         CheckId::CliLogin => cli_login::diagnose(ctx, opts).await,
         CheckId::MultiAttach => multi_attach::diagnose(ctx).await,
         CheckId::RegistryStrategy => registry_strategy::diagnose(ctx).await,
-        CheckId::Connectivity | CheckId::Teams => Ok(CheckOutcome::skipped(format!(
-            "the {} check is not available in this version of harbor-doctor yet",
-            id.as_str()
-        ))),
+        CheckId::Connectivity => connectivity::diagnose(ctx).await,
+        CheckId::Teams => teams::diagnose(ctx).await,
     }
 }

@@ -210,6 +210,14 @@ impl HarborEndpoint {
     }
 }
 
+impl From<HarborSim> for HarborEndpoint {
+    /// The simulator without Prism, for tests that provoke answers outside
+    /// Harbor's API description on purpose (faults, HTML, races).
+    fn from(sim: HarborSim) -> Self {
+        HarborEndpoint { sim, prism: None }
+    }
+}
+
 impl Deref for HarborEndpoint {
     type Target = HarborSim;
     fn deref(&self) -> &HarborSim {

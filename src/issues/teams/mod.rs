@@ -1,0 +1,514 @@
+//! Known issue: team provisioning and its drift (check `teams`, command
+//! `provision`, runbook `provisioning`).
+//!
+//! Every team `<id>` gets, exactly as Otomi makes them (so an installation
+//! Otomi provisioned is adopted, never duplicated): Harbor project
+//! `team-<id>` with OIDC groups `team-<id>` (developer) and `all-teams-admin`
+//! (project admin); system robots `team-<id>-pull` and `team-<id>-push`; and
+//! in namespace `team-<id>` the Secrets `harbor-pullsecret` and
+//! `harbor-pushsecret` for Harbor's registry host, the pull secret listed on
+//! the `default` ServiceAccount. When any piece drifts, pods fail with
+//! ImagePullBackOff.
+//!
+//! - diagnose: everything is read in one pass (projects and robots paged
+//!   once, each Secret kind and the ServiceAccounts listed once, members per
+//!   team project), then each robot's credentials from its Secret are tried
+//!   once against the token service, with bounded concurrency, never retried.
+//! - plan (`plan`): per team, what to create or change; the Secret is the
+//!   source of truth for a robot's password.
+//! - apply (`apply`): teams in parallel (`--concurrency`), a failed team
+//!   does not stop the others; a rerun converges.
+//! - verify: each robot credential this run changed gets a token.
+
+mod apply;
+mod cluster;
+pub mod model;
+mod plan;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use futures::stream::{self, StreamExt};
+
+use self::apply::ToVerify;
+use self::cluster::ClusterState;
+use self::model::{TeamId, ADMIN_TEAM};
+use self::plan::{Credentials, HarborState, TeamPlan};
+use crate::backup::{Backup, BackupItem};
+use crate::cli::ProvisionArgs;
+use crate::clients::harbor::{Harbor, TokenCheck};
+use crate::clients::is_not_configured;
+use crate::clients::kube::Kube;
+use crate::context::Ctx;
+use crate::outcome::{incomplete, refused};
+use crate::render::Output;
+use crate::repair::{BackupSink, Repair, Verification};
+use crate::report::{CheckOutcome, Finding, PlanStep};
+
+pub const CHECK: &str = "teams";
+pub const RUNBOOK: &str = "provisioning";
+const REPAIR: &str = "provision";
+/// Token requests and member listings at once during a diagnosis.
+const DIAGNOSE_CONCURRENCY: usize = 8;
+
+/// Which teams a run is about.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every namespace `team-<id>` except `team-admin`.
+    All,
+    Teams(Vec<TeamId>),
+}
+
+/// Everything read for a run, once.
+pub struct Observation {
+    pub harbor: HarborState,
+    pub cluster: Option<ClusterState>,
+    pub teams: Vec<TeamId>,
+    pub credentials: Credentials,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The cluster, or None when none is configured (the teams check then
+/// judges Harbor alone).
+async fn cluster(ctx: &Ctx) -> Result<Option<&Kube>> {
+    match ctx.kube().await {
+        Ok(k) => Ok(Some(k)),
+        Err(e) if is_not_configured(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads what Harbor holds for the teams.
+async fn observe_harbor(harbor: &Harbor) -> Result<HarborState> {
+    let info = harbor.systeminfo().await?;
+    let host = info.registry_host().ok_or_else(|| {
+        refused(
+            "Harbor's systeminfo has no external_url, so the registry host for the pull \
+             Secrets is unknown; set externalURL in the Harbor chart",
+        )
+    })?;
+    let prefix = harbor.robot_prefix().await?.to_string();
+    let projects = harbor
+        .projects()
+        .await?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    let robots = harbor
+        .robots()
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let bare = r.name.strip_prefix(&prefix)?.to_string();
+            Some((bare, r))
+        })
+        .collect();
+    Ok(HarborState {
+        host,
+        prefix,
+        projects,
+        robots,
+        members: BTreeMap::new(),
+    })
+}
+
+async fn observe(
+    ctx: &Ctx,
+    selection: &Selection,
+    kube: Option<&Kube>,
+    concurrency: usize,
+) -> Result<Observation> {
+    let harbor = ctx.harbor().await?;
+    let (mut state, cluster) = match kube {
+        Some(c) => {
+            let (h, k) = tokio::try_join!(observe_harbor(harbor), cluster::observe(c))?;
+            (h, Some(k))
+        }
+        None => (observe_harbor(harbor).await?, None),
+    };
+    let teams: Vec<TeamId> = match selection {
+        Selection::Teams(t) => t.clone(),
+        Selection::All => {
+            let names: Vec<&String> = match &cluster {
+                Some(c) => c.namespaces.iter().collect(),
+                None => state.projects.keys().collect(),
+            };
+            names
+                .into_iter()
+                .filter_map(|n| TeamId::from_namespace(n))
+                .filter(|t| t.id() != ADMIN_TEAM)
+                .collect()
+        }
+    };
+    let with_project: Vec<String> = teams
+        .iter()
+        .map(TeamId::name)
+        .filter(|n| state.projects.contains_key(n))
+        .collect();
+    let members: Vec<(String, Vec<crate::clients::harbor::Member>)> = stream::iter(with_project)
+        .map(|p| async move {
+            let m = harbor.members(&p).await?;
+            Ok::<_, anyhow::Error>((p, m))
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    state.members = members.into_iter().collect();
+
+    let mut credentials = Credentials::new();
+    if let Some(c) = &cluster {
+        let now = now();
+        let to_test: Vec<_> = teams
+            .iter()
+            .flat_map(|t| {
+                plan::credentials_to_test(t, &state, c, now)
+                    .into_iter()
+                    .map(move |(k, auth)| (t.clone(), k, auth))
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(to_test)
+            .map(|(t, k, auth)| async move {
+                let r = harbor
+                    .registry_token(&auth.username, &auth.password, None)
+                    .await;
+                (t, k, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (t, k, r) in results {
+            credentials.insert((t, k), r?);
+        }
+    }
+    Ok(Observation {
+        harbor: state,
+        cluster,
+        teams,
+        credentials,
+    })
+}
+
+/// `diagnose teams`.
+pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
+    let kube = cluster(ctx).await?;
+    let obs = observe(ctx, &Selection::All, kube, DIAGNOSE_CONCURRENCY).await?;
+    let mut out = CheckOutcome::default();
+    out.notes.push(format!(
+        "{} team(s); registry host {}; robot prefix {}; {} credential(s) tested",
+        obs.teams.len(),
+        obs.harbor.host,
+        obs.harbor.prefix,
+        obs.credentials.len()
+    ));
+    if obs.cluster.is_none() {
+        out.notes.push(
+            "no cluster configured: teams taken from Harbor's team-* projects; Secrets and \
+             ServiceAccounts not checked"
+                .into(),
+        );
+    }
+    let now = now();
+    for team in &obs.teams {
+        for drift in plan::assess(
+            team,
+            &obs.harbor,
+            obs.cluster.as_ref(),
+            &obs.credentials,
+            now,
+        ) {
+            let (summary, evidence) = drift.describe(team, &obs.harbor);
+            let mut f = Finding::new(
+                CHECK,
+                drift.severity(),
+                format!("team {team}"),
+                summary,
+                RUNBOOK,
+            );
+            f.evidence = evidence;
+            if drift != plan::Drift::NamespaceMissing {
+                f = f.repair(team.provision_command());
+            }
+            out.findings.push(f);
+        }
+    }
+    Ok(out)
+}
+
+/// `provision`: the repair for every `teams` finding.
+pub struct ProvisionRepair {
+    selection: Selection,
+    concurrency: usize,
+    duration: i64,
+    state: Option<HarborState>,
+    plans: Vec<TeamPlan>,
+    settled: usize,
+    to_verify: Vec<ToVerify>,
+}
+
+impl ProvisionRepair {
+    pub fn new(args: &ProvisionArgs) -> Result<ProvisionRepair> {
+        let selection = if args.all {
+            Selection::All
+        } else {
+            let mut ids = Vec::new();
+            let mut bad = Vec::new();
+            for raw in &args.team {
+                match TeamId::parse(raw) {
+                    Ok(t) if !ids.contains(&t) => ids.push(t),
+                    Ok(_) => {}
+                    Err(e) => bad.push(e),
+                }
+            }
+            if !bad.is_empty() {
+                return Err(refused(format!("{}; nothing was changed", bad.join("; "))));
+            }
+            Selection::Teams(ids)
+        };
+        Ok(ProvisionRepair {
+            selection,
+            concurrency: usize::from(args.concurrency),
+            duration: args.robot_duration.map(i64::from).unwrap_or(-1),
+            state: None,
+            plans: Vec::new(),
+            settled: 0,
+            to_verify: Vec::new(),
+        })
+    }
+
+    fn changes(&self) -> impl Iterator<Item = &TeamPlan> {
+        self.plans.iter().filter(|p| !p.is_empty())
+    }
+}
+
+impl Repair for ProvisionRepair {
+    fn id(&self) -> &'static str {
+        REPAIR
+    }
+
+    fn subject(&self) -> String {
+        match &self.selection {
+            Selection::All => "all teams".into(),
+            Selection::Teams(t) if t.len() == 1 => format!("team {}", t[0]),
+            Selection::Teams(t) => format!("{} teams", t.len()),
+        }
+    }
+
+    async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
+        let kube = ctx.kube().await.map_err(|e| {
+            if is_not_configured(&e) {
+                refused(format!(
+                    "provisioning writes the teams' Secrets and needs the cluster: {e:#}"
+                ))
+            } else {
+                e
+            }
+        })?;
+        let obs = observe(ctx, &self.selection, Some(kube), self.concurrency).await?;
+        let cluster = obs.cluster.expect("observed with a client");
+        let missing: Vec<String> = obs
+            .teams
+            .iter()
+            .map(TeamId::name)
+            .filter(|n| !cluster.namespaces.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(refused(format!(
+                "namespace(s) {} do not exist; create them first (Otomi creates a team's \
+                 namespace) and run again; nothing was changed",
+                missing.join(", ")
+            )));
+        }
+        let now = now();
+        self.plans = obs
+            .teams
+            .iter()
+            .map(|t| {
+                plan::plan_team(
+                    t,
+                    &obs.harbor,
+                    &cluster,
+                    &obs.credentials,
+                    self.duration,
+                    now,
+                )
+            })
+            .collect();
+        self.settled = self.plans.iter().filter(|p| p.is_empty()).count();
+        let steps = self.changes().flat_map(|p| p.steps(&obs.harbor)).collect();
+        self.state = Some(obs.harbor);
+        Ok(steps)
+    }
+
+    fn show_plan(&self, out: &Output, title: &str, steps: &[PlanStep]) {
+        let state = self.state.as_ref().expect("planned");
+        let mut rows = Vec::new();
+        for p in self.changes() {
+            for (i, s) in p.steps(state).into_iter().enumerate() {
+                let what = s
+                    .target
+                    .split_once(": ")
+                    .map(|(_, w)| w.to_string())
+                    .unwrap_or(s.target.clone());
+                rows.push(vec![
+                    if i == 0 { p.team.name() } else { String::new() },
+                    format!("{} {what}", s.action),
+                    s.detail,
+                ]);
+            }
+        }
+        out.print_table(
+            &format!("Plan: {title}: {} change(s)", steps.len()),
+            &["team", "change", "detail"],
+            rows,
+        );
+    }
+
+    async fn apply(&mut self, ctx: &Ctx, backups: &mut BackupSink) -> Result<()> {
+        let harbor = ctx.harbor().await?;
+        let kube = ctx.kube().await?;
+        let state = self.state.clone().expect("planned");
+        // What the cluster held before, for objects this run replaces.
+        let mut items = Vec::new();
+        for p in self.changes() {
+            for rp in &p.robots {
+                if let (true, Some(old)) = (rp.write_secret, &rp.existing_secret) {
+                    items.push(kube_item(
+                        "Secret",
+                        &p.team.name(),
+                        rp.kind.secret_name(),
+                        old,
+                    )?);
+                }
+            }
+            if let Some(sa) = &p.add_pull_secret_to_sa {
+                items.push(kube_item("ServiceAccount", &p.team.name(), "default", sa)?);
+            }
+        }
+        if !items.is_empty() {
+            backups.write(&Backup::new(
+                REPAIR,
+                &self.subject(),
+                harbor.base_url(),
+                items,
+            ))?;
+        }
+        let plans: Vec<TeamPlan> = self.changes().cloned().collect();
+        let progress = progress_bar(&ctx.out, plans.len());
+        let results: Vec<(TeamId, Result<Vec<ToVerify>>)> = stream::iter(plans)
+            .map(|p| {
+                let (state, progress) = (&state, &progress);
+                async move {
+                    let r = apply::apply_team(harbor, kube, state, &p).await;
+                    progress.inc(1);
+                    (p.team.clone(), r)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        progress.finish_and_clear();
+        let total = results.len();
+        let mut failed = Vec::new();
+        for (team, r) in results {
+            match r {
+                Ok(v) => self.to_verify.extend(v),
+                Err(e) => failed.push(format!("team {team}: {e:#}")),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        failed.sort();
+        Err(incomplete(format!(
+            "provisioning failed for {} of {total} team(s); the others were provisioned. Run the \
+             same command again once the cause is fixed: it continues where this run stopped.\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        )))
+    }
+
+    async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
+        let harbor = ctx.harbor().await?;
+        let results: Vec<(ToVerify, Result<TokenCheck>)> = stream::iter(self.to_verify.clone())
+            .map(|v| async move {
+                let r = harbor.registry_token(&v.login, &v.password, None).await;
+                (v, r)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut refused_logins = Vec::new();
+        for (v, r) in results {
+            if r? == TokenCheck::Rejected {
+                refused_logins.push(format!(
+                    "{} (team {}, {})",
+                    v.login,
+                    v.team,
+                    v.kind.secret_name()
+                ));
+            }
+        }
+        if refused_logins.is_empty() {
+            Ok(Verification::Verified)
+        } else {
+            refused_logins.sort();
+            Ok(Verification::NotVerified(format!(
+                "Harbor refuses the credentials now in the Secrets of: {}",
+                refused_logins.join(", ")
+            )))
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let changing = self.plans.len() - self.settled;
+        vec![format!(
+            "{} team(s): {changing} to provision or repair, {} already as they should be",
+            self.plans.len(),
+            self.settled
+        )]
+    }
+}
+
+fn kube_item<T: serde::Serialize>(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    object: &T,
+) -> Result<BackupItem> {
+    Ok(BackupItem::Kubernetes {
+        api_version: "v1".into(),
+        kind: kind.into(),
+        namespace: Some(namespace.into()),
+        name: name.into(),
+        object: serde_json::to_value(object)?,
+    })
+}
+
+/// A progress bar on stderr; invisible when stderr is not a terminal or
+/// with `-q`.
+fn progress_bar(out: &Output, len: usize) -> indicatif::ProgressBar {
+    if out.quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} teams ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Runs `provision`.
+pub async fn provision(ctx: &Ctx, args: &ProvisionArgs) -> Result<crate::outcome::ExitCode> {
+    let mut repair = ProvisionRepair::new(args)?;
+    crate::repair::run(ctx, &mut repair).await
+}

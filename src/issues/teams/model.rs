@@ -1,0 +1,377 @@
+//! The names and shapes of a provisioned team, as Otomi makes them, so
+//! that installations Otomi provisioned are recognised and adopted: team
+//! ids, the project, robots and Secrets they imply, the permissions a robot
+//! must have, and the docker config a pull or push Secret carries.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::clients::harbor::{Access, Robot, RobotPermission, Secret};
+
+/// The OIDC group every team's members are in.
+pub const ALL_TEAMS_ADMIN: &str = "all-teams-admin";
+/// Harbor's group type for OIDC groups.
+pub const OIDC_GROUP: i64 = 3;
+/// Harbor's roles.
+pub const ROLE_PROJECT_ADMIN: i64 = 1;
+pub const ROLE_DEVELOPER: i64 = 2;
+/// Otomi's platform team: never provisioned by `--all`.
+pub const ADMIN_TEAM: &str = "admin";
+/// The key of a `kubernetes.io/dockerconfigjson` Secret.
+pub const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
+pub const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
+
+/// A team id that makes valid names everywhere it is used: the namespace
+/// `team-<id>` (a DNS label), the Harbor project `team-<id>` and the robots
+/// `team-<id>-pull` / `-push` (Harbor's name pattern).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TeamId(String);
+
+impl TeamId {
+    pub fn parse(id: &str) -> Result<TeamId, String> {
+        let reason = if id.is_empty() {
+            Some("it is empty".to_string())
+        } else if let Some(c) = id
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            Some(format!(
+                "{c:?} is not allowed: use lower-case letters, digits and single hyphens"
+            ))
+        } else if id.starts_with('-') || id.ends_with('-') {
+            Some("it starts or ends with a hyphen".into())
+        } else if id.contains("--") {
+            Some("Harbor names cannot hold two hyphens in a row".into())
+        } else if format!("team-{id}").len() > 63 {
+            Some(format!(
+                "namespace team-{id} would be longer than Kubernetes' 63 characters"
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => Err(format!("team id {id:?} is not valid: {r}")),
+            None => Ok(TeamId(id.to_string())),
+        }
+    }
+
+    /// The id of a namespace named `team-<id>`, if it is one.
+    pub fn from_namespace(ns: &str) -> Option<TeamId> {
+        TeamId::parse(ns.strip_prefix("team-")?).ok()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+
+    /// Namespace and Harbor project share the name.
+    pub fn name(&self) -> String {
+        format!("team-{}", self.0)
+    }
+
+    pub fn robot_name(&self, kind: RobotKind) -> String {
+        format!("team-{}-{}", self.0, kind.suffix())
+    }
+
+    pub fn provision_command(&self) -> String {
+        format!("harbor-doctor provision --team {}", self.0)
+    }
+}
+
+impl std::fmt::Display for TeamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RobotKind {
+    Pull,
+    Push,
+}
+
+impl RobotKind {
+    pub const ALL: [RobotKind; 2] = [RobotKind::Pull, RobotKind::Push];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            RobotKind::Pull => "pull",
+            RobotKind::Push => "push",
+        }
+    }
+
+    pub fn secret_name(self) -> &'static str {
+        match self {
+            RobotKind::Pull => "harbor-pullsecret",
+            RobotKind::Push => "harbor-pushsecret",
+        }
+    }
+
+    pub fn actions(self) -> &'static [&'static str] {
+        match self {
+            RobotKind::Pull => &["pull"],
+            RobotKind::Push => &["pull", "push"],
+        }
+    }
+
+    /// The one permission Otomi gives this robot.
+    pub fn permissions(self, project: &str) -> Vec<RobotPermission> {
+        vec![RobotPermission {
+            kind: "project".into(),
+            namespace: project.into(),
+            access: self
+                .actions()
+                .iter()
+                .map(|a| Access {
+                    resource: "repository".into(),
+                    action: (*a).into(),
+                    effect: None,
+                })
+                .collect(),
+        }]
+    }
+
+    pub fn description(self, team: &TeamId) -> String {
+        format!(
+            "{} robot of team {team} (harbor-doctor, as Otomi names it)",
+            match self {
+                RobotKind::Pull => "Pull",
+                RobotKind::Push => "Push",
+            }
+        )
+    }
+}
+
+/// Whether a robot's permissions are exactly what Otomi gives it: one
+/// project permission on the team's project with the kind's repository
+/// actions, nothing missing and nothing more.
+pub fn scope_is_exact(robot: &Robot, kind: RobotKind, project: &str) -> bool {
+    let mut have: Vec<(String, String, String, String)> = robot
+        .permissions
+        .iter()
+        .flat_map(|p| {
+            p.access.iter().map(move |a| {
+                (
+                    p.kind.clone(),
+                    p.namespace.clone(),
+                    a.resource.clone(),
+                    a.action.clone(),
+                )
+            })
+        })
+        .collect();
+    have.sort();
+    have.dedup();
+    let mut want: Vec<(String, String, String, String)> = kind
+        .actions()
+        .iter()
+        .map(|a| {
+            (
+                "project".to_string(),
+                project.to_string(),
+                "repository".to_string(),
+                a.to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    let denies = robot
+        .permissions
+        .iter()
+        .any(|p| p.access.iter().any(|a| a.effect.as_deref() == Some("deny")));
+    have == want && !denies
+}
+
+/// A short description of a robot's permissions, for evidence.
+pub fn describe_scope(robot: &Robot) -> String {
+    let parts: Vec<String> = robot
+        .permissions
+        .iter()
+        .map(|p| {
+            let actions: Vec<String> = p
+                .access
+                .iter()
+                .map(|a| format!("{}:{}", a.resource, a.action))
+                .collect();
+            format!("{} {} [{}]", p.kind, p.namespace, actions.join(", "))
+        })
+        .collect();
+    if parts.is_empty() {
+        "no permissions".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The credentials a docker config Secret holds for one registry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerAuth {
+    pub host: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// What a pull or push Secret looks like, as far as provisioning cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    Missing,
+    /// Present but unusable; the reason is safe to show (no secret in it).
+    Malformed(String),
+    /// Usable credentials; `other_hosts` lists further registries in it.
+    Valid {
+        auth: DockerAuth,
+        other_hosts: Vec<String>,
+    },
+}
+
+/// Reads a Secret's type and `.dockerconfigjson` (raw bytes, already
+/// base64-decoded by the API client) into credentials for `want_host`, or
+/// for the only host it names when `want_host` is absent from it.
+pub fn read_docker_secret(
+    secret_type: Option<&str>,
+    data: Option<&[u8]>,
+    want_host: &str,
+) -> SecretState {
+    if secret_type != Some(DOCKERCONFIG_TYPE) {
+        return SecretState::Malformed(format!(
+            "its type is {}, not {DOCKERCONFIG_TYPE}",
+            secret_type.unwrap_or("(none)")
+        ));
+    }
+    let Some(data) = data else {
+        return SecretState::Malformed(format!("it has no {DOCKERCONFIG_KEY} key"));
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+        return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} is not JSON"));
+    };
+    let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
+        return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} has no \"auths\" map"));
+    };
+    let host = if auths.contains_key(want_host) {
+        want_host.to_string()
+    } else if auths.len() == 1 {
+        auths.keys().next().cloned().unwrap_or_default()
+    } else {
+        return SecretState::Malformed(format!(
+            "it names {} registries and none is {want_host}",
+            auths.len()
+        ));
+    };
+    let entry = &auths[&host];
+    let from_fields = match (
+        entry.get("username").and_then(Value::as_str),
+        entry.get("password").and_then(Value::as_str),
+    ) {
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+            Some((u.to_string(), p.to_string()))
+        }
+        _ => None,
+    };
+    let from_auth = entry
+        .get("auth")
+        .and_then(Value::as_str)
+        .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        });
+    let (username, password) = match (from_fields, from_auth) {
+        (Some(f), Some(a)) if f != a => {
+            return SecretState::Malformed(format!(
+                "its entry for {host} has an \"auth\" that disagrees with its username and password"
+            ))
+        }
+        (Some(f), _) => f,
+        (None, Some(a)) => a,
+        (None, None) => {
+            return SecretState::Malformed(format!(
+                "its entry for {host} holds no username and password"
+            ))
+        }
+    };
+    SecretState::Valid {
+        auth: DockerAuth {
+            host: host.clone(),
+            username,
+            password: Secret::new(password),
+        },
+        other_hosts: auths.keys().filter(|h| **h != host).cloned().collect(),
+    }
+}
+
+/// The `.dockerconfigjson` Otomi writes: one registry, with username,
+/// password and the `auth` docker reads.
+pub fn docker_config_json(host: &str, username: &str, password: &Secret) -> Vec<u8> {
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    json!({"auths": {host: {"username": username, "password": password.expose(), "auth": auth}}})
+        .to_string()
+        .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_ids_must_make_valid_names_everywhere() {
+        for ok in ["a", "demo", "team-1", "x9"] {
+            assert!(TeamId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Demo",
+            "a_b",
+            "a--b",
+            "-a",
+            "a-",
+            "a.b",
+            "a b",
+            &"x".repeat(59),
+        ] {
+            assert!(TeamId::parse(bad).is_err(), "{bad:?}");
+        }
+        let t = TeamId::parse("demo").unwrap();
+        assert_eq!(t.name(), "team-demo");
+        assert_eq!(t.robot_name(RobotKind::Push), "team-demo-push");
+        assert_eq!(TeamId::from_namespace("team-demo"), Some(t));
+        assert_eq!(TeamId::from_namespace("kube-system"), None);
+    }
+
+    #[test]
+    fn docker_secrets_round_trip_and_bad_ones_are_explained() {
+        let pw = Secret::new("Abcdefgh1234");
+        let data = docker_config_json("harbor.example.com", "otomi-team-a-pull", &pw);
+        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(&data), "harbor.example.com") {
+            SecretState::Valid { auth, other_hosts } => {
+                assert_eq!(auth.username, "otomi-team-a-pull");
+                assert_eq!(auth.password, pw);
+                assert!(other_hosts.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another host: still readable, so the credentials can be kept.
+        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(&data), "other.example.com") {
+            SecretState::Valid { auth, .. } => assert_eq!(auth.host, "harbor.example.com"),
+            other => panic!("{other:?}"),
+        }
+        type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, &'a str);
+        let cases: Vec<Case> = vec![
+            (Some("Opaque"), Some(&data[..]), "type"),
+            (Some(DOCKERCONFIG_TYPE), None, "no .dockerconfigjson"),
+            (Some(DOCKERCONFIG_TYPE), Some(b"{not json"), "not JSON"),
+            (
+                Some(DOCKERCONFIG_TYPE),
+                Some(b"{\"auths\":{\"h\":{}}}"),
+                "no username",
+            ),
+        ];
+        for (ty, d, want) in cases {
+            match read_docker_secret(ty, d, "h") {
+                SecretState::Malformed(why) => assert!(why.contains(want), "{why}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

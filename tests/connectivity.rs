@@ -1,0 +1,205 @@
+//! `diagnose connectivity` end to end: the doctor binary against the
+//! simulated Harbor and Keycloak and a real PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
+use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
+use serde_json::Value;
+
+const PW: &str = "Harbor12345";
+
+fn harbor_opts() -> HarborOptions {
+    HarborOptions {
+        login_penalty: Duration::from_millis(50),
+        ..HarborOptions::otomi("https://keycloak.example.com/realms/otomi")
+    }
+}
+
+fn connectivity(harbor_url: &str, password: &str) -> assert_cmd::Command {
+    connectivity_as(harbor_url, password, "json")
+}
+
+fn connectivity_as(harbor_url: &str, password: &str, output: &str) -> assert_cmd::Command {
+    let mut c = bare_doctor();
+    c.env("HARBOR_URL", harbor_url)
+        .env("HARBOR_PASSWORD", password)
+        .env("HARBOR_DOCTOR_TIMEOUT", "10")
+        .args(["diagnose", "connectivity", "-o", output]);
+    c
+}
+
+fn check(o: &std::process::Output) -> Value {
+    let doc: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(o), stderr(o)));
+    doc["checks"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_reachable_is_ok() {
+    let h = HarborSim::start_for_test(harbor_opts()).await.unwrap();
+    let reg = Registry::new().await;
+    let kc = KeycloakSim::start("kcadmin", "kc-password").await.unwrap();
+    kc.add_realm("otomi", RealmLifespans::otomi());
+    let o = run({
+        let mut c = connectivity(&h.url(), PW);
+        c.env("HARBOR_DATABASE_URL", &reg.db.url)
+            .env("KEYCLOAK_URL", kc.url())
+            .env("KEYCLOAK_USERNAME", "kcadmin")
+            .env("KEYCLOAK_PASSWORD", "kc-password");
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    let c = check(&o);
+    assert_eq!(c["status"], "ok", "{c:#}");
+
+    // The table shows what was checked, and never a password.
+    let o = run({
+        let mut c = connectivity_as(&h.url(), PW, "table");
+        c.env("HARBOR_DATABASE_URL", &reg.db.url)
+            .env("KEYCLOAK_URL", kc.url())
+            .env("KEYCLOAK_USERNAME", "kcadmin")
+            .env("KEYCLOAK_PASSWORD", "kc-password");
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("v2.11"), "{text}");
+    assert!(text.contains("realm otomi"), "{text}");
+    for secret in [PW, "kc-password", reg.db.password.as_str()] {
+        assert!(!text.contains(secret) && !stderr(&o).contains(secret));
+    }
+    h.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_component_is_named_with_its_error() {
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    h.set_component_health(
+        "redis",
+        Some("dial tcp 10.0.0.5:6379: connect: connection refused"),
+    );
+    let o = run(connectivity(&h.url(), PW)).await;
+    assert_exit(&o, 1);
+    let c = check(&o);
+    assert_eq!(c["status"], "problem");
+    let f = &c["findings"][0];
+    assert_eq!(f["subject"], "harbor component redis");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{f}"
+    );
+    assert_eq!(f["runbook"], "connectivity");
+    assert!(f["repair"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_admin_password_is_reported_after_one_attempt() {
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    let o = run(connectivity(&h.url(), "not-the-password")).await;
+    assert_exit(&o, 1);
+    let c = check(&o);
+    let f = &c["findings"][0];
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the admin credentials"),
+        "{f}"
+    );
+    assert!(!stdout(&o).contains("not-the-password"));
+    assert_eq!(h.failed_logins("admin"), 1, "no retry storm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_harbor_gives_the_exact_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let o = run(connectivity(&url, PW)).await;
+    assert_exit(&o, 1);
+    let f = &check(&o)["findings"][0];
+    let summary = f["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("does not answer") && summary.contains("could not connect"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_refusing_the_admin_is_a_problem() {
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    let kc = KeycloakSim::start("kcadmin", "kc-password").await.unwrap();
+    kc.add_realm("otomi", RealmLifespans::otomi());
+    let o = run({
+        let mut c = connectivity(&h.url(), PW);
+        c.env("KEYCLOAK_URL", kc.url())
+            .env("KEYCLOAK_USERNAME", "kcadmin")
+            .env("KEYCLOAK_PASSWORD", "wrong");
+        c
+    })
+    .await;
+    assert_exit(&o, 1);
+    let f = &check(&o)["findings"][0];
+    assert_eq!(f["subject"], "keycloak realm otomi");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the admin credentials"),
+        "{f}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_configured_is_skipped() {
+    let o = run({
+        let mut c = bare_doctor();
+        c.args(["diagnose", "connectivity", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(check(&o)["status"], "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_and_harbors_namespace_are_checked() {
+    let kube = harbor_doctor_sim::k8s::KubeSim::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig, kube.admin_token())
+        .unwrap();
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    let with_cluster = |ns: &str| {
+        let mut c = connectivity(&h.url(), PW);
+        c.env("KUBECONFIG", &kubeconfig).env("HARBOR_NAMESPACE", ns);
+        c
+    };
+    let o = run(with_cluster("default")).await;
+    assert_exit(&o, 0);
+    let o = run(with_cluster("harbor")).await;
+    assert_exit(&o, 1);
+    let f = &check(&o)["findings"][0];
+    assert_eq!(f["subject"], "namespace harbor");
+    kube.revoke_token(kube.admin_token());
+    let o = run(with_cluster("default")).await;
+    assert_exit(&o, 1);
+    let c = check(&o);
+    let f = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "cluster")
+        .unwrap_or_else(|| panic!("no cluster finding: {c:#}"))
+        .clone();
+    assert!(f["summary"].as_str().unwrap().contains("401"), "{f}");
+}

@@ -1,0 +1,497 @@
+//! `provision` and `diagnose teams` end to end: the doctor binary against
+//! the simulated Harbor and Kubernetes. The contract stage runs the
+//! `contract_` tests once more through Prism (HARBOR_DOCTOR_PRISM), so every
+//! request the doctor makes there is checked against Harbor's API
+//! description; the fault tests break that description on purpose and
+//! never go through Prism.
+
+mod common;
+#[path = "common/teams.rs"]
+mod install;
+
+use common::*;
+use harbor_doctor_sim::harbor::Fault;
+use install::*;
+use serde_json::{json, Value};
+
+fn json_out(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+async fn provision(install: &Install, args: &[&str]) -> std::process::Output {
+    let mut c = install.doctor();
+    c.arg("provision").args(args);
+    run(c).await
+}
+
+async fn diagnose_teams(install: &Install) -> std::process::Output {
+    let mut c = install.doctor();
+    c.args(["diagnose", "teams", "-o", "json"]);
+    run(c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_new_teams_are_provisioned_and_a_rerun_writes_nothing() {
+    let i = Install::new().await;
+    for ns in ["team-a", "team-b", "team-admin", "kube-system"] {
+        i.namespace(ns);
+    }
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let doc = json_out(&o);
+    assert_eq!(doc["repair"], "provision");
+    assert_eq!(doc["applied"], true);
+    assert_eq!(doc["verified"], true);
+    // Only the ServiceAccounts existed before: they are what the backup holds.
+    let backup: Value =
+        serde_json::from_slice(&std::fs::read(doc["backup"].as_str().unwrap()).unwrap()).unwrap();
+    let kinds: Vec<&str> = backup["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ServiceAccount", "ServiceAccount"]);
+
+    for team in ["team-a", "team-b"] {
+        let project = i.harbor.project(team).expect("project created");
+        assert!(!project.public);
+        for (group, role) in [(team, 2), ("all-teams-admin", 1)] {
+            assert!(
+                project
+                    .members
+                    .iter()
+                    .any(|m| m.entity_name == group && m.entity_type == "g" && m.role_id == role),
+                "{group} in {team}"
+            );
+        }
+        for kind in ["pull", "push"] {
+            let robot = i.harbor.robot(&format!("{team}-{kind}")).expect("robot");
+            assert_eq!(robot.level, "system");
+            assert_eq!(robot.expires_at, -1);
+            assert_eq!(robot.permissions.len(), 1);
+            assert_eq!(robot.permissions[0].namespace, team);
+            let (host, user, password) = i
+                .docker_secret(team, &format!("harbor-{kind}secret"))
+                .expect("Secret");
+            assert_eq!(host, HOST);
+            assert_eq!(user, format!("otomi-{team}-{kind}"));
+            assert_eq!(
+                password, robot.secret,
+                "the Secret holds the robot's secret"
+            );
+        }
+        assert_eq!(i.pull_secrets_on_default_sa(team), ["harbor-pullsecret"]);
+    }
+    assert!(
+        i.harbor.project("team-admin").is_none(),
+        "team-admin is not provisioned"
+    );
+    assert!(i.harbor.project("kube-system").is_none());
+    assert_eq!(i.harbor.robots().len(), 4);
+
+    i.clear_requests();
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let doc = json_out(&o);
+    assert_eq!(doc["plan"], json!([]));
+    assert_eq!(
+        i.harbor.write_count(),
+        0,
+        "a rerun with nothing to do writes nothing to Harbor"
+    );
+    assert_eq!(i.kube_writes(), 0, "nor to Kubernetes");
+    let tokens = i
+        .harbor
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/service/token")
+        .count();
+    assert_eq!(tokens, 4, "one token request per robot");
+
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 0);
+    assert_eq!(json_out(&o)["checks"][0]["status"], "ok");
+    i.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_an_otomi_installation_is_adopted_not_duplicated() {
+    let i = Install::new().await;
+    i.otomi_team("a");
+    i.otomi_team("b");
+    let robots_before: Vec<i64> = i.harbor.robots().iter().map(|r| r.id).collect();
+    i.clear_requests();
+    let o = provision(&i, &["--team", "a", "--team", "b", "--yes"]).await;
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("nothing to do"), "{}", stderr(&o));
+    assert_eq!(i.harbor.write_count(), 0);
+    assert_eq!(i.kube_writes(), 0);
+    let robots_after: Vec<i64> = i.harbor.robots().iter().map(|r| r.id).collect();
+    assert_eq!(robots_before, robots_after);
+    i.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_every_kind_of_drift_is_found_then_repaired() {
+    let i = Install::new().await;
+    for t in ["a", "b", "c", "d"] {
+        i.otomi_team(t);
+    }
+    // a: the push robot's secret rotated in Harbor but not in the cluster.
+    let push_a = i.harbor.robot("team-a-push").unwrap();
+    i.harbor.set_robot_secret(push_a.id, "RotatedInHarbor123");
+    // a: the pull robot deleted.
+    let pull_a = i.harbor.robot("team-a-pull").unwrap();
+    i.harbor.remove_robot(pull_a.id);
+    // b: pull Secret for the wrong registry host; push Secret malformed.
+    let pull_b = i.harbor.robot("team-b-pull").unwrap();
+    i.put_docker_secret(
+        "team-b",
+        "harbor-pullsecret",
+        "old-registry.example.com",
+        "otomi-team-b-pull",
+        &pull_b.secret,
+    );
+    i.kube
+        .put(
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "harbor-pushsecret", "namespace": "team-b"},
+                    "data": {"password": "bm90aGluZw=="}}),
+        )
+        .unwrap();
+    // c: ServiceAccount without the pull secret; a member missing; robot disabled.
+    i.kube
+        .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": "team-c"},
+                    "imagePullSecrets": [{"name": "other-registry"}]}))
+        .unwrap();
+    i.harbor.remove_member("team-c", "team-c");
+    let pull_c = i.harbor.robot("team-c-pull").unwrap();
+    i.harbor.set_robot_disabled(pull_c.id, true);
+    // d: project missing altogether, pull robot too widely scoped.
+    let pull_d = i.harbor.robot("team-d-pull").unwrap();
+    i.harbor.set_robot_permissions(
+        pull_d.id,
+        vec![harbor_doctor_sim::harbor::RobotPermission::repository(
+            "team-d",
+            &["pull", "push"],
+        )],
+    );
+
+    i.clear_requests();
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 1);
+    let doc = json_out(&o);
+    let findings = doc["checks"][0]["findings"].as_array().unwrap().clone();
+    let of = |team: &str| -> Vec<String> {
+        findings
+            .iter()
+            .filter(|f| f["subject"] == format!("team {team}"))
+            .map(|f| f["summary"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a = of("a");
+    assert!(
+        a.iter().any(|s| s.contains("otomi-team-a-pull is missing")),
+        "{a:#?}"
+    );
+    assert!(
+        a.iter()
+            .any(|s| s.contains("refuses the credentials in team-a/harbor-pushsecret")),
+        "{a:#?}"
+    );
+    let b = of("b");
+    assert!(
+        b.iter().any(|s| s.contains("old-registry.example.com")),
+        "{b:#?}"
+    );
+    assert!(
+        b.iter()
+            .any(|s| s.contains("harbor-pushsecret is unusable")),
+        "{b:#?}"
+    );
+    let c = of("c");
+    assert!(
+        c.iter()
+            .any(|s| s.contains("does not list harbor-pullsecret")),
+        "{c:#?}"
+    );
+    assert!(
+        c.iter().any(|s| s.contains("group team-c is not a member")),
+        "{c:#?}"
+    );
+    assert!(
+        c.iter()
+            .any(|s| s.contains("otomi-team-c-pull is disabled")),
+        "{c:#?}"
+    );
+    let d = of("d");
+    assert!(d.iter().any(|s| s.contains("other permissions")), "{d:#?}");
+    for f in &findings {
+        assert_eq!(f["runbook"], "provisioning");
+    }
+    assert_eq!(i.harbor.write_count(), 0);
+    // One token request per robot that could work: a-push, b-pull, c-push, d-pull, d-push.
+    let tokens: Vec<_> = i
+        .harbor
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/service/token")
+        .collect();
+    assert_eq!(tokens.len(), 5, "{tokens:#?}");
+    assert_eq!(i.harbor.failed_logins("otomi-team-a-push"), 1);
+    let listings = i
+        .harbor
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v2.0/robots" || r.path == "/api/v2.0/projects")
+        .count();
+    assert_eq!(listings, 2, "projects and robots are listed once");
+
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let doc = json_out(&o);
+    assert_eq!(doc["verified"], true);
+    assert!(
+        doc["backup"].is_string(),
+        "replaced Secrets and the patched ServiceAccount are backed up"
+    );
+
+    // The Secret is the source of truth: a-push's password is the Secret's again.
+    let (_, _, pw) = i.docker_secret("team-a", "harbor-pushsecret").unwrap();
+    assert_eq!(i.harbor.robot("team-a-push").unwrap().secret, pw);
+    assert_ne!(pw, "RotatedInHarbor123");
+    let (_, _, pw) = i.docker_secret("team-a", "harbor-pullsecret").unwrap();
+    assert_eq!(
+        i.harbor.robot("team-a-pull").unwrap().secret,
+        pw,
+        "recreated with the Secret's password"
+    );
+    assert_eq!(
+        i.docker_secret("team-b", "harbor-pullsecret").unwrap().0,
+        HOST
+    );
+    assert!(i.docker_secret("team-b", "harbor-pushsecret").is_some());
+    assert_eq!(
+        i.pull_secrets_on_default_sa("team-c"),
+        ["other-registry", "harbor-pullsecret"]
+    );
+    assert!(!i.harbor.robot("team-c-pull").unwrap().disabled);
+    assert_eq!(
+        i.harbor.robot("team-d-pull").unwrap().permissions[0]
+            .access
+            .len(),
+        1
+    );
+
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 0);
+    i.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_in_the_middle_fails_that_team_and_a_rerun_converges() {
+    let i = Install::faulty(|_| {}).await;
+    for ns in ["team-a", "team-b", "team-c"] {
+        i.namespace(ns);
+    }
+    i.harbor
+        .inject_fault(Fault::on("POST", "/api/v2.0/robots").after_apply());
+    let o = provision(&i, &["--all", "--yes", "--concurrency", "1"]).await;
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("failed for 1 of 3 team(s)"), "{err}");
+    assert!(err.contains("HTTP 500"), "{err}");
+
+    let o = provision(&i, &["--all", "--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(i.harbor.robots().len(), 6, "nothing duplicated");
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_whose_secret_patch_fails_is_repaired_by_the_rerun() {
+    let i = Install::faulty(|_| {}).await;
+    i.otomi_team("a");
+    let pull = i.harbor.robot("team-a-pull").unwrap();
+    i.harbor.remove_robot(pull.id);
+    i.harbor
+        .inject_fault(Fault::on("PATCH", "/api/v2.0/robots/"));
+    let o = provision(&i, &["--team", "a", "--yes"]).await;
+    assert_exit(&o, 5);
+    assert!(
+        stderr(&o).contains("setting the secret of robot team-a-pull"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = provision(&i, &["--team", "a", "--yes"]).await;
+    assert_exit(&o, 0);
+    let (_, _, pw) = i.docker_secret("team-a", "harbor-pullsecret").unwrap();
+    assert_eq!(i.harbor.robot("team-a-pull").unwrap().secret, pw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_race_with_another_provisioner_is_adopted() {
+    let i = Install::faulty(|_| {}).await;
+    i.namespace("team-a");
+    // Another provisioner creates the project and the pull robot just
+    // before the doctor does.
+    let conflict = json!({"errors": [{"code": "CONFLICT", "message": "already exists"}]});
+    i.harbor.inject_fault(
+        Fault::on("POST", "/api/v2.0/projects")
+            .after_apply()
+            .status(409)
+            .json(conflict.clone()),
+    );
+    i.harbor.inject_fault(
+        Fault::on("POST", "/api/v2.0/robots")
+            .after_apply()
+            .status(409)
+            .json(conflict),
+    );
+    let o = provision(&i, &["--team", "a", "--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(i.harbor.robots().len(), 2);
+    for kind in ["pull", "push"] {
+        let (_, _, pw) = i
+            .docker_secret("team-a", &format!("harbor-{kind}secret"))
+            .unwrap();
+        assert_eq!(
+            i.harbor.robot(&format!("team-a-{kind}")).unwrap().secret,
+            pw
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_admin_password_is_exit_3_without_a_retry_storm() {
+    let i = Install::faulty(|_| {}).await;
+    i.namespace("team-a");
+    let o = run({
+        let mut c = i.doctor();
+        c.env("HARBOR_PASSWORD", "wrong")
+            .args(["provision", "--all", "--yes"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("rejected the credentials"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(i.harbor.failed_logins("admin"), 1);
+    assert_eq!(i.harbor.write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_harbor_answering_html_or_garbage_stops_before_any_change() {
+    let i = Install::faulty(|_| {}).await;
+    i.namespace("team-a");
+    i.harbor.inject_fault(
+        Fault::on("GET", "/api/v2.0/projects")
+            .status(200)
+            .html("<html><body>Welcome to nginx!</body></html>"),
+    );
+    let o = provision(&i, &["--all", "--yes"]).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("not the JSON Harbor sends"),
+        "{}",
+        stderr(&o)
+    );
+    i.harbor.inject_fault(
+        Fault::on("GET", "/api/v2.0/robots")
+            .status(502)
+            .times(4)
+            .raw(None, b"\x00\xffgarbage"),
+    );
+    let o = provision(&i, &["--all", "--yes"]).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("HTTP 502"), "{}", stderr(&o));
+    assert_eq!(i.harbor.write_count(), 0);
+    assert_eq!(i.kube_writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_no_terminal_change_nothing() {
+    let i = Install::new().await;
+    i.namespace("team-a");
+    let o = provision(&i, &["--team", "a", "--dry-run"]).await;
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("team-a") && out.contains("create project team-a"),
+        "{out}"
+    );
+    let o = provision(&i, &["--team", "a"]).await;
+    assert_exit(&o, 4);
+    assert_eq!(i.harbor.write_count(), 0);
+    assert_eq!(i.kube_writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_without_its_namespace_is_refused() {
+    let i = Install::new().await;
+    let o = provision(&i, &["--team", "ghost", "--yes"]).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("team-ghost do not exist"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(i.harbor.write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_secret_never_shows_at_any_verbosity() {
+    const CANARY: &str = "Canary7Secret9Xyz";
+    let i = Install::faulty(|o| o.admin_password = CANARY.into()).await;
+    i.otomi_team("a");
+    // The canary is the password in a's pull Secret, and the robot's secret
+    // drifted, so provisioning sets the robot's secret from it.
+    i.put_docker_secret(
+        "team-a",
+        "harbor-pullsecret",
+        HOST,
+        "otomi-team-a-pull",
+        CANARY,
+    );
+    i.namespace("team-b");
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("otomi-team-a-pull:{CANARY}"))
+    };
+    for args in [
+        vec!["-vvv", "diagnose", "teams"],
+        vec!["-vvv", "provision", "--all", "--yes"],
+        vec!["-vvv", "provision", "--all", "--yes", "-o", "json"],
+        vec!["-vvv", "diagnose", "-o", "json"],
+    ] {
+        let o = run({
+            let mut c = i.doctor();
+            c.env("HARBOR_PASSWORD", CANARY)
+                .env("KEYCLOAK_PASSWORD", CANARY)
+                .env("HARBOR_CLI_SECRET", CANARY)
+                .args(&args);
+            c
+        })
+        .await;
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(!all.contains(CANARY), "{args:?} printed the canary:\n{all}");
+        assert!(
+            !all.contains(&encoded),
+            "{args:?} printed the canary base64-encoded"
+        );
+    }
+    assert_eq!(i.harbor.robot("team-a-pull").unwrap().secret, CANARY);
+}
