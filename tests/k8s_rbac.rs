@@ -28,6 +28,7 @@ struct Roles {
     diagnose: Vec<PolicyRule>,
     repair: Vec<PolicyRule>,
     cluster: Vec<PolicyRule>,
+    provision: Vec<PolicyRule>,
 }
 
 impl Roles {
@@ -37,6 +38,7 @@ impl Roles {
             diagnose: role("harbor-doctor-diagnose"),
             repair: role("harbor-doctor-repair"),
             cluster: role("harbor-doctor-cluster-read"),
+            provision: role("harbor-doctor-provision"),
         }
     }
 
@@ -156,6 +158,37 @@ async fn broken_installation(reg: &Registry, cnpg: bool) -> Cluster {
         )
         .unwrap();
     reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    // A team to provision: its pull Secret names another registry, its
+    // push Secret has the wrong type.
+    c.sim
+        .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}))
+        .unwrap();
+    c.sim
+        .put(
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": "team-a"}}),
+        )
+        .unwrap();
+    c.sim
+        .put(
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "harbor-pushsecret", "namespace": "team-a"},
+                    "data": {"password": "c2VjcmV0"}}),
+        )
+        .unwrap();
+    let auths = serde_json::json!({"auths": {"old-registry.example.com": {
+        "username": "otomi-team-a-pull", "password": "Old1secret",
+        "auth": "b3RvbWktdGVhbS1hLXB1bGw6T2xkMXNlY3JldA=="}}});
+    let data = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        auths.to_string(),
+    );
+    c.sim
+        .put(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                                "type": "kubernetes.io/dockerconfigjson",
+                                "metadata": {"name": "harbor-pullsecret", "namespace": "team-a"},
+                                "data": {".dockerconfigjson": data}}))
+        .unwrap();
     c
 }
 
@@ -190,6 +223,7 @@ async fn record() -> (Vec<RecordedRequest>, Vec<RecordedRequest>) {
                 NEW_SUB,
                 "--yes",
             ],
+            vec!["provision", "--all", "--yes"],
         ] {
             let mut cmd = c.doctor();
             cmd.args(&fix);
@@ -211,8 +245,13 @@ async fn the_roles_grant_exactly_what_the_commands_use() {
         .chain(&roles.cluster)
         .cloned()
         .collect();
-    let repair_rules: Vec<PolicyRule> =
-        roles.repair.iter().chain(&roles.cluster).cloned().collect();
+    let repair_rules: Vec<PolicyRule> = roles
+        .repair
+        .iter()
+        .chain(&roles.cluster)
+        .chain(&roles.provision)
+        .cloned()
+        .collect();
     check_role(
         "harbor-doctor-diagnose (+ cluster-read)",
         &diagnose_rules,

@@ -22,11 +22,11 @@ async fn issuer_change_is_found_and_relinked_then_restored() {
     reg.add_member(p, alice, 1).await;
     let backups = tempfile::tempdir().unwrap();
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "-o", "json"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "-o", "json"],
+    )
     .await;
     assert_exit(&o, 1);
     let doc = json(&o);
@@ -105,21 +105,11 @@ async fn issuer_change_is_found_and_relinked_then_restored() {
         .get(0);
     assert_eq!(n, 1);
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users"]);
-        c
-    })
-    .await;
+    let o = run_doctor(&reg, backups.path(), &["diagnose", "oidc-users"]).await;
     assert_exit(&o, 0);
 
     // Restore puts the rows back exactly, update_time aside.
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["restore", &backup, "--yes"]);
-        c
-    })
-    .await;
+    let o = run_doctor(&reg, backups.path(), &["restore", &backup, "--yes"]).await;
     assert_exit(&o, 0);
     assert_eq!(reg.snapshot().await, before);
 }
@@ -342,11 +332,11 @@ async fn soft_deleted_user_with_leftover_link_is_cleaned() {
     reg.link(erin, "e-sub", ISSUER).await;
     let backups = tempfile::tempdir().unwrap();
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "-o", "json"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "-o", "json"],
+    )
     .await;
     assert_exit(&o, 1);
     let doc = json(&o);
@@ -387,11 +377,11 @@ async fn soft_deleted_user_with_leftover_link_is_cleaned() {
         "an already deleted user is not renamed twice"
     );
     // With --fail-on problem a warning-only diagnosis exits 0.
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "--fail-on", "problem"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "--fail-on", "problem"],
+    )
     .await;
     assert_exit(&o, 0);
 }
@@ -477,12 +467,7 @@ async fn guards_refuse_with_exit_3_and_change_nothing() {
         vec![format!("{NEW_SUB}{ISSUER}")]
     );
     // Usage errors are 2.
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["fix", "oidc-conflict"]);
-        c
-    })
-    .await;
+    let o = run_doctor(&reg, backups.path(), &["fix", "oidc-conflict"]).await;
     assert_exit(&o, 2);
 }
 
@@ -493,11 +478,11 @@ async fn usernames_full_of_quotes_and_sql_are_data() {
     let id = reg.add_user(evil, None, false).await;
     reg.link(id, "q-sub", OLD_ISSUER).await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "-o", "json"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "-o", "json"],
+    )
     .await;
     assert_exit(&o, 1);
     assert_eq!(
@@ -529,11 +514,11 @@ async fn other_findings_several_links_and_unlinked_users() {
     reg.link(frank, "f-sub-2", ISSUER).await;
     reg.add_user("local-bot", None, false).await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "-o", "json"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "-o", "json"],
+    )
     .await;
     assert_exit(&o, 1);
     let doc = json(&o);
@@ -554,11 +539,11 @@ async fn other_findings_several_links_and_unlinked_users() {
         )
         .await
         .unwrap();
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args(["diagnose", "oidc-users", "-o", "json"]);
-        c
-    })
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["diagnose", "oidc-users", "-o", "json"],
+    )
     .await;
     let doc = json(&o);
     assert!(!doc["checks"][0]["findings"]

@@ -480,8 +480,14 @@ async fn a_canary_secret_never_shows_at_any_verbosity() {
         let o = run({
             let mut c = i.doctor();
             c.env("HARBOR_PASSWORD", CANARY)
+                .env("KEYCLOAK_URL", "http://127.0.0.1:9")
+                .env("KEYCLOAK_USERNAME", "admin")
                 .env("KEYCLOAK_PASSWORD", CANARY)
                 .env("HARBOR_CLI_SECRET", CANARY)
+                .env(
+                    "HARBOR_DATABASE_URL",
+                    format!("postgres://postgres:{CANARY}@127.0.0.1:9/registry?sslmode=disable"),
+                )
                 .args(&args);
             c
         })

@@ -7,7 +7,8 @@
 //!   no ingress or DNS outside the cluster;
 //! - outside, Harbor's external URL: `EXT_ENDPOINT` in the core ConfigMap
 //!   (the chart's `externalURL`), else the host of the chart's Ingress;
-//! - the admin password: `HARBOR_ADMIN_PASSWORD` in the core Secret.
+//! - the admin password: `HARBOR_ADMIN_PASSWORD` in the core Secret
+//!   (named like the core ConfigMap).
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret, Service};
@@ -99,11 +100,16 @@ pub async fn discover_url(kube: &Kube, ns: &str) -> Result<FoundUrl> {
     ))))
 }
 
-/// The admin password from the chart's core Secret, when it is there.
+/// The admin password from the chart's core Secret, when it is there. The
+/// Secret is named like the core ConfigMap (`<fullname>-core`) and read by
+/// name, so the doctor needs no right to list Secrets in Harbor's namespace.
 pub async fn discover_password(kube: &Kube, ns: &str) -> Result<Option<(Secret, String)>> {
-    let secrets: Vec<KubeSecret> = kube.list_in(ns, Some(CORE_LABELS), None).await?;
-    for s in &secrets {
-        let value = s
+    let maps: Vec<ConfigMap> = kube.list_in(ns, Some(CORE_LABELS), None).await?;
+    for name in maps.iter().filter_map(|m| m.metadata.name.clone()) {
+        let Some(secret) = kube.get_in::<KubeSecret>(ns, &name).await? else {
+            continue;
+        };
+        let value = secret
             .data
             .as_ref()
             .and_then(|d| d.get(PASSWORD_KEY))
@@ -112,10 +118,7 @@ pub async fn discover_password(kube: &Kube, ns: &str) -> Result<Option<(Secret, 
         if let Some(password) = value {
             return Ok(Some((
                 Secret::new(password),
-                format!(
-                    "{PASSWORD_KEY} in the core Secret {ns}/{}",
-                    s.metadata.name.clone().unwrap_or_default()
-                ),
+                format!("{PASSWORD_KEY} in the core Secret {ns}/{name}"),
             )));
         }
     }

@@ -1,6 +1,8 @@
 //! Equipment for the doctor's Kubernetes tests: a simulated cluster with a
 //! Harbor release, a kubeconfig for it, and the doctor binary pointed at it
-//! (and at nothing else).
+//! (and at nothing else). The release's external URL leads to a simulated
+//! Harbor, so that the doctor finds Harbor through the cluster as it does
+//! in a real installation.
 
 #![allow(dead_code)]
 
@@ -8,12 +10,15 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::k8s::{HarborSeed, KubeSim, PolicyRule, RecordedRequest, Timing};
 
 use crate::common::bare_doctor;
 
 pub struct Cluster {
     pub sim: KubeSim,
+    /// The release's Harbor (HTTPS; its CA is given as HARBOR_CA_CERT).
+    pub harbor: HarborSim,
     pub dir: tempfile::TempDir,
     pub backups: PathBuf,
 }
@@ -21,10 +26,18 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster with fast controllers and the Harbor release `harbor` in
     /// namespace `harbor`, seeded as `seed` says.
-    pub async fn with(seed: HarborSeed) -> Cluster {
+    pub async fn with(mut seed: HarborSeed) -> Cluster {
         let sim = KubeSim::start()
             .await
             .expect("starting the simulated cluster");
+        let harbor = HarborSim::start(HarborOptions {
+            tls: true,
+            login_penalty: Duration::from_millis(50),
+            ..HarborOptions::otomi("https://keycloak.example.com/realms/otomi")
+        })
+        .await
+        .expect("starting the simulated Harbor");
+        seed.external_host = harbor.url().trim_start_matches("https://").to_string();
         sim.set_timing(Timing {
             pod_termination: Duration::from_millis(200),
             volume_attach: Duration::from_millis(100),
@@ -34,7 +47,17 @@ impl Cluster {
         let backups = dir.path().join("backups");
         sim.write_kubeconfig(&dir.path().join("admin.yaml"), sim.admin_token())
             .unwrap();
-        Cluster { sim, dir, backups }
+        std::fs::write(
+            dir.path().join("harbor-ca.pem"),
+            harbor.ca_pem().expect("served over HTTPS"),
+        )
+        .unwrap();
+        Cluster {
+            sim,
+            harbor,
+            dir,
+            backups,
+        }
     }
 
     pub async fn start() -> Cluster {
@@ -58,6 +81,7 @@ impl Cluster {
     pub fn doctor_with(&self, kubeconfig: PathBuf) -> assert_cmd::Command {
         let mut cmd = bare_doctor();
         cmd.env("KUBECONFIG", kubeconfig)
+            .env("HARBOR_CA_CERT", self.dir.path().join("harbor-ca.pem"))
             .env("HARBOR_DOCTOR_BACKUP_DIR", &self.backups)
             .env("HARBOR_DOCTOR_TIMEOUT", "3");
         cmd

@@ -215,3 +215,10 @@ pub fn backups_in(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// Runs the doctor against `registry` with `args` and returns its output.
+pub async fn run_doctor(registry: &Registry, backups: &Path, args: &[&str]) -> Output {
+    let mut cmd = doctor(registry, backups);
+    cmd.args(args);
+    run(cmd).await
+}

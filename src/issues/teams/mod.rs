@@ -344,7 +344,7 @@ impl Repair for ProvisionRepair {
         Ok(steps)
     }
 
-    fn show_plan(&self, out: &Output, title: &str, steps: &[PlanStep]) {
+    fn show_plan(&self, out: &Output, _title: &str, steps: &[PlanStep]) {
         let state = self.state.as_ref().expect("planned");
         let mut rows = Vec::new();
         for p in self.changes() {
@@ -362,7 +362,11 @@ impl Repair for ProvisionRepair {
             }
         }
         out.print_table(
-            &format!("Plan: {title}: {} change(s)", steps.len()),
+            &format!(
+                "Plan: provision {}: {} change(s)",
+                self.subject(),
+                steps.len()
+            ),
             &["team", "change", "detail"],
             rows,
         );
