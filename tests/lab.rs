@@ -396,6 +396,43 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     );
 }
 
+/// The README's main-job command, run in the lab: diagnose, every repair
+/// the findings name with --yes, until diagnose is clean (three rounds at
+/// most). Verbatim between `sh -ec '` and `'`.
+const README_WALK: &str = r#"
+  for round in 1 2 3; do
+    harbor-doctor diagnose -q && exit 0
+    harbor-doctor diagnose -o json | jq -r ".checks[].findings[].repair // empty" | sort -u |
+      while read -r repair; do echo "+ $repair --yes"; sh -c "$repair --yes"; done
+  done
+  exit 1"#;
+
+#[test]
+fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
+    let jq = Command::new("jq").arg("--version").output();
+    assert!(
+        jq.is_ok_and(|o| o.status.success()),
+        "the README's walk needs jq: apt-get install jq"
+    );
+    let o = lab_command(&["--", "sh", "-ec", README_WALK])
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    for repair in [
+        "+ harbor-doctor fix cli-login --yes",
+        "+ harbor-doctor fix multi-attach --yes",
+        "+ harbor-doctor fix oidc-conflict --user alice --yes",
+        "+ harbor-doctor fix oidc-conflict --user bob --yes",
+        "+ harbor-doctor fix registry-strategy --yes",
+        "+ harbor-doctor provision --team beta --yes",
+        "+ harbor-doctor provision --team gamma --yes",
+    ] {
+        assert_eq!(out.matches(repair).count(), 1, "{repair}:\n{out}");
+    }
+}
+
 #[test]
 fn a_command_runs_in_the_lab_with_the_doctor_on_path_and_its_exit_code_is_the_labs() {
     let o = lab_command(&[
