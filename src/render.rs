@@ -7,7 +7,7 @@
 
 use std::io::IsTerminal;
 
-use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -146,7 +146,9 @@ impl Output {
         match status {
             CheckStatus::Ok => cell.fg(Color::Green),
             CheckStatus::Warning => cell.fg(Color::Yellow),
-            CheckStatus::Problem | CheckStatus::Error => cell.fg(Color::Red),
+            CheckStatus::Problem | CheckStatus::Error => {
+                cell.fg(Color::Red).add_attribute(Attribute::Bold)
+            }
             CheckStatus::Skipped => cell.fg(Color::DarkGrey),
         }
     }
