@@ -438,6 +438,14 @@ impl RestoreRepair {
                          deployment/{owner} --to-revision={revision}`; nothing was changed"
                     )));
                 }
+                BackupItem::Kubernetes { kind, .. } if kind == "Secret" || kind == "ServiceAccount" => {
+                    return Err(refused(format!(
+                        "the backup holds {item}, written by `provision`. restore does not put team Secrets and \
+                         ServiceAccounts back: provisioning set the robots' passwords in Harbor to match the new \
+                         Secrets, so the old ones would no longer log in. The backup keeps them for reference; to \
+                         repair a team, run `harbor-doctor provision --team <ID>` again. Nothing was changed"
+                    )));
+                }
                 other => {
                     return Err(refused(format!(
                         "the backup holds {other}, and restoring that kind of item is not available in this \

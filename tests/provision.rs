@@ -501,3 +501,21 @@ async fn a_canary_secret_never_shows_at_any_verbosity() {
     }
     assert_eq!(i.harbor.robot("team-a-pull").unwrap().secret, CANARY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_provision_backup_and_says_what_to_do() {
+    let i = Install::new().await;
+    i.namespace("team-a");
+    let o = provision(&i, &["--team", "a", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let backup = json_out(&o)["backup"].as_str().unwrap().to_string();
+    let mut c = i.doctor();
+    c.args(["restore", &backup, "--yes"]);
+    let o = run(c).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("provision --team"),
+        "the refusal says how to repair a team instead:\n{}",
+        stderr(&o)
+    );
+}
