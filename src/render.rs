@@ -57,9 +57,13 @@ impl Output {
         }
     }
 
-    /// A warning on stderr, shown even with -q: warnings that reach the
-    /// user this way change what they should do (a fix that will be undone).
+    /// A warning on stderr. Silent with -q, which DESIGN.md defines as
+    /// errors only; a warning that changes what to do (a fix that will be
+    /// undone) is also in the finding's summary, which -q still shows.
     pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
         let label = if self.color_stderr {
             console::style("warning:")
                 .for_stderr()

@@ -584,7 +584,7 @@ async fn otomis_operator_means_the_scope_fix_would_not_last() {
     // The fix still runs when asked, but warns first.
     let o = run({
         let mut c = with_cluster(doctor_for(&h, backups.path()), &kubeconfig);
-        c.args(["fix", "cli-login", "--yes", "-q"]);
+        c.args(["fix", "cli-login", "--yes"]);
         c
     })
     .await;
