@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, FixIssue};
 use crate::context::Ctx;
-use crate::issues::cli_login::{self, CliLoginRepair};
+use crate::issues::cli_login::CliLoginRepair;
 use crate::issues::multi_attach::MultiAttachRepair;
 use crate::issues::oidc_conflict::OidcConflictRepair;
 use crate::issues::registry_strategy::RegistryStrategyRepair;
@@ -40,10 +40,7 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
-        Command::Diagnose(args) => {
-            cli_login::read_cli_secret(&args)?;
-            diagnose::run(&ctx, &args).await
-        }
+        Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
         Command::Fix(args) => match args.issue {
             FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
             FixIssue::MultiAttach => repair::run(&ctx, &mut MultiAttachRepair::new()).await,

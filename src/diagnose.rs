@@ -27,9 +27,7 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
         args.checks.clone()
     };
     ids.dedup();
-    let opts = CheckOptions {
-        user: args.user.clone(),
-    };
+    let opts = CheckOptions::from_args(args)?;
     let names: Vec<&'static str> = ids.iter().map(|id| id.as_str()).collect();
     let running = Running::new(&names);
     let runs = ids.iter().map(|&id| {

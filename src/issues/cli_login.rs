@@ -16,7 +16,6 @@
 //!   revert it.
 
 use std::io::{IsTerminal, Read};
-use std::sync::OnceLock;
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -136,28 +135,22 @@ pub fn lifespan_sentence(sessions: &RealmSessions, offline_access: bool) -> Stri
     }
 }
 
-/// The CLI secret for `diagnose cli-login --user`, read once per run.
-static CLI_SECRET: OnceLock<Secret> = OnceLock::new();
-
 /// Reads the CLI secret when this `diagnose` will try a user's, before the
 /// checks start: a person typing it at the prompt must not race the
 /// per-check timeout.
-pub fn read_cli_secret(args: &DiagnoseArgs) -> Result<()> {
+pub fn read_cli_secret(args: &DiagnoseArgs) -> Result<Option<Secret>> {
     let Some(user) = args.user.as_deref() else {
-        return Ok(());
+        return Ok(None);
     };
     if args.checks.is_empty() || args.checks.contains(&CheckId::CliLogin) {
-        cli_secret(user)?;
+        return cli_secret(user).map(Some);
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The CLI secret: HARBOR_CLI_SECRET, else a hidden prompt when stdin is a
 /// terminal, else the first line of stdin.
-fn cli_secret(user: &str) -> Result<&'static Secret> {
-    if let Some(secret) = CLI_SECRET.get() {
-        return Ok(secret);
-    }
+fn cli_secret(user: &str) -> Result<Secret> {
     let given = match std::env::var("HARBOR_CLI_SECRET")
         .ok()
         .filter(|s| !s.trim().is_empty())
@@ -189,7 +182,7 @@ fn cli_secret(user: &str) -> Result<&'static Secret> {
             "no CLI secret to try for {user}: set HARBOR_CLI_SECRET, type it at the prompt, or give it on stdin"
         )));
     }
-    Ok(CLI_SECRET.get_or_init(|| Secret::new(given)))
+    Ok(Secret::new(given))
 }
 
 /// What Keycloak said about the realm's lifespans.
@@ -498,7 +491,11 @@ pub async fn diagnose(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
         out.findings.push(scope_finding(&ex));
     }
     if let Some(user) = &opts.user {
-        let secret = cli_secret(user)?;
+        let secret = opts.cli_secret.as_ref().ok_or_else(|| {
+            refused(format!(
+                "no CLI secret was read for {user}; nothing was tried"
+            ))
+        })?;
         // Once only: Harbor delays and briefly locks a name after each rejected login.
         match ctx
             .harbor()

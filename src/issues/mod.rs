@@ -28,6 +28,18 @@ use crate::report::CheckOutcome;
 pub struct CheckOptions {
     /// `--user` for cli-login.
     pub user: Option<String>,
+    /// That user's CLI secret, read before the checks start.
+    pub cli_secret: Option<crate::clients::harbor::Secret>,
+}
+
+impl CheckOptions {
+    /// Reads the options, prompting for a CLI secret when one is needed.
+    pub fn from_args(args: &crate::cli::DiagnoseArgs) -> Result<CheckOptions> {
+        Ok(CheckOptions {
+            user: args.user.clone(),
+            cli_secret: cli_login::read_cli_secret(args)?,
+        })
+    }
 }
 
 /// Runs one check.
