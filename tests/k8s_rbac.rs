@@ -22,6 +22,7 @@ use k8s::{json, Cluster};
 use serde_json::Value;
 
 const RBAC: &str = include_str!("../deploy/rbac.yaml");
+const RBAC_OTOMI: &str = include_str!("../deploy/rbac-otomi.yaml");
 const NEW_SUB: &str = "77a1c0de-0000-4000-8000-000000000001";
 
 struct Roles {
@@ -29,6 +30,8 @@ struct Roles {
     repair: Vec<PolicyRule>,
     cluster: Vec<PolicyRule>,
     provision: Vec<PolicyRule>,
+    /// deploy/rbac-otomi.yaml: bound to both accounts in Otomi's operator namespace.
+    operator: Vec<PolicyRule>,
 }
 
 impl Roles {
@@ -39,6 +42,11 @@ impl Roles {
             repair: role("harbor-doctor-repair"),
             cluster: role("harbor-doctor-cluster-read"),
             provision: role("harbor-doctor-provision"),
+            operator: PolicyRule::from_role_yaml(RBAC_OTOMI, Some("harbor-doctor-operator-read"))
+                .unwrap()
+                .into_iter()
+                .map(|r| r.in_namespaces(&["apl-harbor-operator"]))
+                .collect(),
         }
     }
 
@@ -49,6 +57,7 @@ impl Roles {
             .iter()
             .map(|r| r.clone().in_namespaces(&["harbor"]))
             .chain(self.cluster.iter().cloned())
+            .chain(self.operator.iter().cloned())
             .collect()
     }
 }
@@ -277,9 +286,23 @@ async fn the_commands_run_with_only_their_roles() {
     let reg = Registry::new().await;
     let c = broken_installation(&reg, false).await;
 
+    c.sim.clear_requests();
     let mut cmd = c.doctor_as("diagnose-sa", roles.effective(&roles.diagnose));
     cmd.args(["diagnose", "-o", "json"]);
     let doc = json(&doctor(cmd, 1).await);
+    // Every call diagnose made was allowed, in every namespace it looked at
+    // (Harbor's, the teams', Otomi's operator namespace for cli-login).
+    let denied: Vec<String> = c
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| format!("{} {} in {:?}", r.verb, r.resource, r.namespace))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the diagnose account was refused: {denied:?}"
+    );
     for check in doc["checks"].as_array().unwrap() {
         assert_ne!(check["status"], "error", "{check:#}");
     }
