@@ -62,8 +62,8 @@ pub async fn apply_team(
             password,
         });
     }
-    if plan.add_pull_secret_to_sa.is_some() {
-        cluster::add_pull_secret(kube, &project).await?;
+    if let Some(sa) = &plan.add_pull_secret_to_sa {
+        cluster::add_pull_secret(kube, &project, sa).await?;
     }
     Ok(verify)
 }

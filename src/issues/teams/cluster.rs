@@ -136,10 +136,28 @@ pub async fn write_docker_secret(
     Ok(())
 }
 
-/// Adds `harbor-pullsecret` to the namespace's default ServiceAccount; the
-/// strategic merge keeps the entries it has.
-pub async fn add_pull_secret(kube: &Kube, namespace: &str) -> Result<()> {
-    let patch = json!({"imagePullSecrets": [{"name": RobotKind::Pull.secret_name()}]});
+/// Adds `harbor-pullsecret` to the namespace's default ServiceAccount,
+/// keeping the pull secrets it lists. A ServiceAccount's imagePullSecrets is
+/// an atomic list (unlike a pod's): any patch replaces it whole, so the
+/// patch carries the whole list as read, and that read's resourceVersion,
+/// so a change made since is a 409 instead of a lost entry.
+pub async fn add_pull_secret(kube: &Kube, namespace: &str, read: &ServiceAccount) -> Result<()> {
+    let wanted = RobotKind::Pull.secret_name();
+    let mut names: Vec<String> = read
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if !names.iter().any(|n| n == wanted) {
+        names.push(wanted.to_string());
+    }
+    let list: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
+    let patch = json!({
+        "metadata": {"resourceVersion": read.metadata.resource_version},
+        "imagePullSecrets": list,
+    });
     kube.patch_strategic::<ServiceAccount>(namespace, "default", &patch)
         .await?;
     Ok(())

@@ -46,6 +46,9 @@ fn list_strategy(path: &[String], field: &str) -> ListStrategy {
         .any(|p| p == "containers" || p == "initContainers" || p == "ephemeralContainers");
     match field {
         "containers" | "initContainers" | "ephemeralContainers" => ListStrategy::MergeKey("name"),
+        // A ServiceAccount's imagePullSecrets (at the object's root) is an
+        // atomic list; only a pod spec's merges by name.
+        "imagePullSecrets" if path.is_empty() => ListStrategy::Replace,
         "imagePullSecrets" | "env" | "volumes" | "resourceClaims" => ListStrategy::MergeKey("name"),
         "volumeMounts" => ListStrategy::MergeKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeKey("devicePath"),
@@ -400,14 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn a_service_accounts_image_pull_secrets_are_replaced_whole() {
+        // ServiceAccount.imagePullSecrets is +listType=atomic, unlike PodSpec's.
+        let orig = json!({"imagePullSecrets": [{"name": "a"}, {"name": "b"}]});
+        let patch = json!({"imagePullSecrets": [{"name": "c"}]});
+        let out = strategic_merge_patch(&orig, &patch).unwrap();
+        assert_eq!(out["imagePullSecrets"], json!([{"name": "c"}]));
+    }
+
+    #[test]
     fn lists_merge_by_key_and_delete() {
-        let orig = json!({"imagePullSecrets": [{"name": "a"}, {"name": "b"}],
-            "spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "1"}]}]}});
-        let patch = json!({"imagePullSecrets": [{"name": "c"}, {"name": "a", "$patch": "delete"}],
-            "spec": {"containers": [{"name": "c", "env": [{"name": "B", "value": "2"}]}]}});
+        let orig = json!({"spec": {"imagePullSecrets": [{"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "1"}]}]}});
+        let patch = json!({"spec": {"imagePullSecrets": [{"name": "c"}, {"name": "a", "$patch": "delete"}],
+            "containers": [{"name": "c", "env": [{"name": "B", "value": "2"}]}]}});
         let out = strategic_merge_patch(&orig, &patch).unwrap();
         assert_eq!(
-            out["imagePullSecrets"],
+            out["spec"]["imagePullSecrets"],
             json!([{"name": "b"}, {"name": "c"}])
         );
         assert_eq!(
