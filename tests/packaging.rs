@@ -204,3 +204,29 @@ fn every_check_id_has_a_runbook_and_the_list_has_one_line_each() {
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("oidc-conflict"), "names the runbooks");
 }
+
+/// The sections every runbook has, in this order, so that on-call finds the
+/// same thing in the same place in each of them.
+const RUNBOOK_SECTIONS: &[&str] = &[
+    "## Symptoms",
+    "## Cause",
+    "## What the doctor checks",
+    "## What the repair changes",
+    "## How to undo",
+    "## By hand, when the doctor cannot run",
+];
+
+#[test]
+fn every_runbook_has_the_six_sections_in_order() {
+    for (id, _, text) in harbor_doctor::runbooks::RUNBOOKS {
+        let sections: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("## "))
+            .map(str::trim_end)
+            .collect();
+        assert_eq!(
+            sections, RUNBOOK_SECTIONS,
+            "runbook {id}: its `## ` headings must be exactly these, in this order"
+        );
+    }
+}
