@@ -579,3 +579,47 @@ async fn issuer_option_wins_over_harbor_configuration() {
         .unwrap()
         .contains("--issuer"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_truncated_or_edited_backup() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ],
+    )
+    .await;
+    assert_exit(&o, 0);
+    let backup = backups_in(backups.path()).pop().unwrap();
+    let text = std::fs::read_to_string(&backup).unwrap();
+    let after_fix = reg.snapshot().await;
+    let damaged = backups.path().join("damaged.json");
+    for (bytes, expect) in [
+        (text[..text.len() * 2 / 3].to_string(), "truncated"),
+        (
+            text.replace("a-sub", "b-sub"),
+            "changed after harbor-doctor wrote it",
+        ),
+    ] {
+        std::fs::write(&damaged, bytes).unwrap();
+        let o = run_doctor(
+            &reg,
+            backups.path(),
+            &["restore", damaged.to_str().unwrap(), "--yes"],
+        )
+        .await;
+        assert_exit(&o, 3);
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+        assert_eq!(reg.snapshot().await, after_fix, "nothing changed");
+    }
+}
