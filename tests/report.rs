@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{assert_exit, bare_doctor, run, stderr, stdout, Registry, OLD_ISSUER};
+use common::{
+    assert_exit, bare_doctor, bare_doctor_process, run, stderr, stdout, Registry, OLD_ISSUER,
+};
 use harbor_doctor::lab::{Lab, Postgres};
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use serde_json::Value;
@@ -267,19 +269,8 @@ async fn a_check_past_the_timeout_is_an_error_while_the_others_report() {
 /// Runs the doctor in a pseudo-terminal and returns its exit code and all
 /// it showed there (stdout and stderr both).
 fn in_terminal(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
-    for var in [
-        "KUBECONFIG",
-        "HARBOR_DATABASE_URL",
-        "HARBOR_URL",
-        "NO_COLOR",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("TERM", "xterm-256color")
-        .env("HOME", std::env::temp_dir())
-        .args(args);
+    let mut cmd = bare_doctor_process();
+    cmd.env("TERM", "xterm-256color").args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
