@@ -10,22 +10,18 @@
 //! `clients::docker_config`). `--print` prints a command line that fetches
 //! the password itself, so the password never appears in what is printed.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cli::{DockerLoginArgs, RobotKind};
 use crate::clients::docker_config::{self, CredentialStore, DockerConfig};
 use crate::clients::harbor::{Harbor, HarborSettings, Secret, TokenCheck};
 use crate::context::Ctx;
+use crate::issues::teams::model::{docker_auths, AuthEntry, DOCKERCONFIG_KEY};
 use crate::outcome::{refused, ExitCode};
 use crate::repair::shell_quote;
-
-/// The key of a `kubernetes.io/dockerconfigjson` Secret.
-const DOCKERCONFIGJSON: &str = ".dockerconfigjson";
 
 /// The Secret Otomi (and `provision`) keeps a team robot's credentials in.
 pub fn secret_name(robot: RobotKind) -> &'static str {
@@ -63,18 +59,6 @@ pub struct RobotLogin {
     pub password: Secret,
 }
 
-#[derive(Deserialize)]
-struct DockerConfigJson {
-    auths: BTreeMap<String, AuthEntry>,
-}
-
-#[derive(Deserialize)]
-struct AuthEntry {
-    username: Option<String>,
-    password: Option<String>,
-    auth: Option<String>,
-}
-
 /// The registry host docker uses for an `auths` key, which may be written as
 /// a URL (`https://harbor.example.com/v2/`).
 pub fn registry_host(key: &str) -> String {
@@ -93,14 +77,13 @@ pub fn robot_login_from(
     secret: &str,
     prefer_host: Option<&str>,
 ) -> Result<RobotLogin> {
-    let parsed: DockerConfigJson = serde_json::from_slice(data).map_err(|_| {
+    let auths = docker_auths(data).map_err(|_| {
         refused(format!(
-            "{secret} does not hold a docker config ({DOCKERCONFIGJSON} is not {{\"auths\": {{...}}}}); run \
+            "{secret} does not hold a docker config ({DOCKERCONFIG_KEY} is not {{\"auths\": {{...}}}}); run \
              `harbor-doctor provision` for the team to write it again"
         ))
     })?;
-    let mut entries: Vec<(String, AuthEntry)> = parsed
-        .auths
+    let mut entries: Vec<(String, AuthEntry)> = auths
         .into_iter()
         .map(|(k, v)| (registry_host(&k), v))
         .collect();
@@ -124,27 +107,11 @@ pub fn robot_login_from(
         }
     };
     let (host, entry) = entries.swap_remove(index);
-    let (username, password) = match (entry.username, entry.password) {
-        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (u, p),
-        _ => {
-            let decoded = entry
-                .auth
-                .and_then(|a| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(a.trim())
-                        .ok()
-                })
-                .and_then(|b| String::from_utf8(b).ok());
-            match decoded.as_deref().and_then(|d| d.split_once(':')) {
-                Some((u, p)) if !u.is_empty() && !p.is_empty() => (u.to_string(), p.to_string()),
-                _ => {
-                    return Err(refused(format!(
-                        "{secret} has no username and password for {host}; run `harbor-doctor provision` for \
-                         the team to write it again"
-                    )))
-                }
-            }
-        }
+    let Some((username, password)) = entry.credentials() else {
+        return Err(refused(format!(
+            "{secret} has no username and password for {host}; run `harbor-doctor provision` for \
+             the team to write it again"
+        )));
     };
     Ok(RobotLogin {
         host,
@@ -339,10 +306,10 @@ async fn read_robot_login(
     let data = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(DOCKERCONFIGJSON))
+        .and_then(|d| d.get(DOCKERCONFIG_KEY))
         .ok_or_else(|| {
             refused(format!(
-                "{shown} has no {DOCKERCONFIGJSON} key; `harbor-doctor provision --team {}` writes it again",
+                "{shown} has no {DOCKERCONFIG_KEY} key; `harbor-doctor provision --team {}` writes it again",
                 shell_quote(team)
             ))
         })?;
@@ -383,6 +350,7 @@ async fn check_token(ctx: &Ctx, login: &RobotLogin, shown: &str, team: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use serde_json::json;
 
     fn b64(s: &str) -> String {

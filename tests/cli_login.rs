@@ -3,6 +3,8 @@
 //! with CLI secrets) and the simulated Keycloak (realm lifespans).
 
 mod common;
+#[path = "common/pty.rs"]
+mod pty;
 
 use std::path::Path;
 use std::process::Output;
@@ -628,7 +630,6 @@ async fn without_a_running_operator_the_fix_is_offered() {
 /// asked for before the checks start, never echoed, and tried once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_secret_can_be_typed_at_a_hidden_prompt() {
-    use expectrl::{Eof, Session};
     let h = harbor("openid,offline_access").await;
     h.add_oidc_user("alice", CLI_SECRET, &[]);
     let url = h.url();
@@ -642,23 +643,7 @@ async fn the_cli_secret_can_be_typed_at_a_hidden_prompt() {
             .env("NO_COLOR", "1")
             .env("TERM", "xterm")
             .args(["diagnose", "cli-login", "--user", "alice"]);
-        let mut s = Session::spawn(cmd).expect("spawning the doctor in a pseudo-terminal");
-        s.set_expect_timeout(Some(Duration::from_secs(30)));
-        let asked = s
-            .expect("CLI secret of alice")
-            .expect("the secret is asked for");
-        let mut shown = String::from_utf8_lossy(asked.before()).into_owned();
-        s.send_line(CLI_SECRET).unwrap();
-        let rest = s.expect(Eof).unwrap();
-        shown.push_str(&String::from_utf8_lossy(rest.before()));
-        for m in rest.matches() {
-            shown.push_str(&String::from_utf8_lossy(m));
-        }
-        let code = match s.get_process_mut().wait().unwrap() {
-            expectrl::WaitStatus::Exited(_, code) => code,
-            other => panic!("the doctor did not exit normally: {other:?}"),
-        };
-        (code, shown)
+        pty::in_terminal(cmd, &[("CLI secret of alice", CLI_SECRET)])
     })
     .await
     .unwrap();

@@ -1,11 +1,12 @@
 //! The confirmation prompt, answered for real in a pseudo-terminal.
 
 mod common;
+#[path = "common/pty.rs"]
+mod pty;
 
 use std::path::PathBuf;
 
 use common::*;
-use expectrl::{Eof, Session};
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
 
@@ -25,23 +26,7 @@ fn fix_in_terminal(db_url: String, backups: PathBuf, reply: &str) -> (i32, Strin
             "--new-sub",
             NEW_SUB,
         ]);
-    let mut s = Session::spawn(cmd).expect("spawning the doctor in a pseudo-terminal");
-    s.set_expect_timeout(Some(std::time::Duration::from_secs(30)));
-    let asked = s
-        .expect("Apply these 1 change(s)?")
-        .expect("the question is asked");
-    let mut shown = String::from_utf8_lossy(asked.before()).into_owned();
-    s.send_line(reply).unwrap();
-    let rest = s.expect(Eof).unwrap();
-    shown.push_str(&String::from_utf8_lossy(rest.before()));
-    for m in rest.matches() {
-        shown.push_str(&String::from_utf8_lossy(m));
-    }
-    let code = match s.get_process_mut().wait().unwrap() {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("the doctor did not exit normally: {other:?}"),
-    };
-    (code, shown)
+    pty::in_terminal(cmd, &[("Apply these 1 change(s)?", reply)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

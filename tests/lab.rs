@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, stderr, stdout};
+use common::{assert_exit, bare_doctor_process, stderr, stdout};
 use serde_json::Value;
 
 const DOCTOR: &str = env!("CARGO_BIN_EXE_harbor-doctor");
@@ -47,16 +47,8 @@ const CHECK_IDS: &[&str] = &[
 /// The lab binary with none of the doctor's variables set, so nothing of
 /// the developer's own environment reaches it.
 fn lab_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(DOCTOR);
-    for var in LAB_ENV.iter().chain(&[
-        "HARBOR_OIDC_ISSUER",
-        "HARBOR_CLI_SECRET",
-        "RUST_LOG",
-        "NO_COLOR",
-    ]) {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", std::env::temp_dir()).arg("lab").args(args);
+    let mut cmd = bare_doctor_process();
+    cmd.arg("lab").args(args);
     cmd
 }
 

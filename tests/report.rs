@@ -4,13 +4,16 @@
 //! on a terminal), colour (never with NO_COLOR, never when piped) and -q.
 
 mod common;
+#[path = "common/pty.rs"]
+mod pty;
 
 use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{assert_exit, bare_doctor, run, stderr, stdout, Registry, OLD_ISSUER};
-use expectrl::{Eof, Session};
+use common::{
+    assert_exit, bare_doctor, bare_doctor_process, run, stderr, stdout, Registry, OLD_ISSUER,
+};
 use harbor_doctor::lab::{Lab, Postgres};
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use serde_json::Value;
@@ -266,34 +269,12 @@ async fn a_check_past_the_timeout_is_an_error_while_the_others_report() {
 /// Runs the doctor in a pseudo-terminal and returns its exit code and all
 /// it showed there (stdout and stderr both).
 fn in_terminal(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
-    for var in [
-        "KUBECONFIG",
-        "HARBOR_DATABASE_URL",
-        "HARBOR_URL",
-        "NO_COLOR",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("TERM", "xterm-256color")
-        .env("HOME", std::env::temp_dir())
-        .args(args);
+    let mut cmd = bare_doctor_process();
+    cmd.env("TERM", "xterm-256color").args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut s = Session::spawn(cmd).expect("spawning the doctor in a pseudo-terminal");
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
-    let done = s.expect(Eof).expect("the doctor finishes");
-    let mut shown = String::from_utf8_lossy(done.before()).into_owned();
-    for m in done.matches() {
-        shown.push_str(&String::from_utf8_lossy(m));
-    }
-    let code = match s.get_process_mut().wait().unwrap() {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("the doctor did not exit normally: {other:?}"),
-    };
-    (code, shown)
+    pty::in_terminal(cmd, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,6 +137,11 @@ fn kubeconfig_env() -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
+/// The kubeconfig `Kubeconfig::read` reads, as messages name it.
+fn kubeconfig_env_shown() -> String {
+    kubeconfig_env().unwrap_or_else(|| "~/.kube/config".into())
+}
+
 fn default_kubeconfig_exists() -> bool {
     std::env::var_os("HOME")
         .map(|h| std::path::Path::new(&h).join(".kube/config").exists())
@@ -151,6 +156,40 @@ fn not_configured() -> anyhow::Error {
     ))
 }
 
+/// The refusal for a kubeconfig that cannot be read, or lacks the context.
+fn unusable_kubeconfig(file: &str, e: &dyn fmt::Display) -> anyhow::Error {
+    refused(format!(
+        "cannot use the kubeconfig {file}: {e}. Check the file, or name a context that exists with --context"
+    ))
+}
+
+/// The client settings from a kubeconfig read from `file` (given, named by
+/// KUBECONFIG or the default), for `context` or its current context.
+async fn from_kubeconfig(
+    kc: Kubeconfig,
+    file: String,
+    context: Option<&str>,
+) -> Result<(Config, Origin)> {
+    let name = context
+        .map(str::to_string)
+        .or_else(|| kc.current_context.clone())
+        .unwrap_or_default();
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let config = Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| unusable_kubeconfig(&file, &e))?;
+    Ok((
+        config,
+        Origin::Kubeconfig {
+            context: name,
+            file,
+        },
+    ))
+}
+
 impl Kube {
     /// Loads the settings (see the module comment) and builds the client.
     /// No request is made yet.
@@ -160,51 +199,16 @@ impl Kube {
         timeout: Duration,
     ) -> Result<Kube> {
         crate::clients::tls::install_crypto_provider();
-        let options = KubeConfigOptions {
-            context: context.map(str::to_string),
-            ..KubeConfigOptions::default()
-        };
-        let bad = |file: &str, e: &dyn fmt::Display| {
-            refused(format!(
-                "cannot use the kubeconfig {file}: {e}. Check the file, or name a context that exists with --context"
-            ))
-        };
         let (mut config, origin) = match kubeconfig {
             Some(path) => {
                 let file = path.display().to_string();
-                let kc = Kubeconfig::read_from(path).map_err(|e| bad(&file, &e))?;
-                let name = context
-                    .map(str::to_string)
-                    .or_else(|| kc.current_context.clone())
-                    .unwrap_or_default();
-                let config = Config::from_custom_kubeconfig(kc, &options)
-                    .await
-                    .map_err(|e| bad(&file, &e))?;
-                (
-                    config,
-                    Origin::Kubeconfig {
-                        context: name,
-                        file,
-                    },
-                )
+                let kc = Kubeconfig::read_from(path).map_err(|e| unusable_kubeconfig(&file, &e))?;
+                from_kubeconfig(kc, file, context).await?
             }
             None => match Kubeconfig::read() {
                 Ok(kc) => {
-                    let file = kubeconfig_env().unwrap_or_else(|| "~/.kube/config".into());
-                    let name = context
-                        .map(str::to_string)
-                        .or_else(|| kc.current_context.clone())
-                        .unwrap_or_default();
-                    let config = Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .map_err(|e| bad(&file, &e))?;
-                    (
-                        config,
-                        Origin::Kubeconfig {
-                            context: name,
-                            file,
-                        },
-                    )
+                    let file = kubeconfig_env_shown();
+                    from_kubeconfig(kc, file, context).await?
                 }
                 Err(_)
                     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
@@ -221,8 +225,8 @@ impl Kube {
                 // A kubeconfig that is named or present but unreadable is an
                 // error to report, not a cluster that is not configured.
                 Err(e) if kubeconfig_env().is_some() || default_kubeconfig_exists() => {
-                    let file = kubeconfig_env().unwrap_or_else(|| "~/.kube/config".into());
-                    return Err(bad(&file, &e));
+                    let file = kubeconfig_env_shown();
+                    return Err(unusable_kubeconfig(&file, &e));
                 }
                 Err(_) => return Err(not_configured()),
             },

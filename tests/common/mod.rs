@@ -30,6 +30,7 @@ const DOCTOR_ENV: &[&str] = &[
     "HARBOR_CLI_SECRET",
     "HARBOR_DOCTOR_BACKUP_DIR",
     "HARBOR_DOCTOR_TIMEOUT",
+    "DOCKER_CONFIG",
     "RUST_LOG",
     "NO_COLOR",
 ];
@@ -166,7 +167,13 @@ pub fn doctor(registry: &Registry, backups: &Path) -> assert_cmd::Command {
 
 /// The doctor binary with none of its environment variables set.
 pub fn bare_doctor() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("harbor-doctor").unwrap();
+    assert_cmd::Command::from_std(bare_doctor_process())
+}
+
+/// [`bare_doctor`] as a plain process, for tests that run it themselves
+/// (in a pseudo-terminal, or `lab` in the background).
+pub fn bare_doctor_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
     for var in DOCTOR_ENV {
         cmd.env_remove(var);
     }

@@ -224,6 +224,85 @@ pub enum SecretState {
     },
 }
 
+/// Why a `.dockerconfigjson` value holds no `auths` to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerConfigError {
+    NotJson,
+    NoAuths,
+}
+
+/// The `auths` of a `.dockerconfigjson` value (raw bytes, already
+/// base64-decoded by the API client): registry key, as written, to its
+/// entry. Otomi's pull and push Secrets, `provision` and `docker-login` all
+/// read them through this one parser.
+pub fn docker_auths(data: &[u8]) -> Result<Vec<(String, AuthEntry)>, DockerConfigError> {
+    let doc = serde_json::from_slice::<Value>(data).map_err(|_| DockerConfigError::NotJson)?;
+    let auths = doc
+        .get("auths")
+        .and_then(Value::as_object)
+        .ok_or(DockerConfigError::NoAuths)?;
+    Ok(auths
+        .iter()
+        .map(|(host, entry)| {
+            // A field of another type counts as absent: the entry then
+            // holds no credentials, which is what to report.
+            let field = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
+            let entry = AuthEntry {
+                username: field("username"),
+                password: field("password"),
+                auth: field("auth"),
+            };
+            (host.clone(), entry)
+        })
+        .collect())
+}
+
+/// One registry's entry in `auths`: `username` and `password`, and the
+/// `auth` (base64 of `username:password`) docker itself reads.
+#[derive(Debug, Clone, Default)]
+pub struct AuthEntry {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub auth: Option<String>,
+}
+
+impl AuthEntry {
+    /// The username and password fields, when both are set.
+    fn fields_pair(&self) -> Option<(String, String)> {
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Some((u.clone(), p.clone())),
+            _ => None,
+        }
+    }
+
+    /// `auth` decoded; only the first colon separates, as passwords may
+    /// hold colons.
+    fn auth_pair(&self) -> Option<(String, String)> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.as_deref()?.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        text.split_once(':')
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+    }
+
+    /// The credentials: the username and password fields, else those in
+    /// `auth`; `None` when neither gives both.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        self.fields_pair().or_else(|| {
+            self.auth_pair()
+                .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+        })
+    }
+
+    /// True when `auth` names other credentials than the fields do: a
+    /// Secret edited by hand, where kubelet and docker may log in as someone
+    /// else than the fields say.
+    pub fn auth_disagrees(&self) -> bool {
+        matches!((self.fields_pair(), self.auth_pair()), (Some(f), Some(a)) if f != a)
+    }
+}
+
 /// Reads a Secret's type and `.dockerconfigjson` (raw bytes, already
 /// base64-decoded by the API client) into credentials for `want_host`, or
 /// for the only host it names when `want_host` is absent from it.
@@ -241,62 +320,43 @@ pub fn read_docker_secret(
     let Some(data) = data else {
         return SecretState::Malformed(format!("it has no {DOCKERCONFIG_KEY} key"));
     };
-    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
-        return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} is not JSON"));
+    let mut auths = match docker_auths(data) {
+        Ok(auths) => auths,
+        Err(DockerConfigError::NotJson) => {
+            return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} is not JSON"))
+        }
+        Err(DockerConfigError::NoAuths) => {
+            return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} has no \"auths\" map"))
+        }
     };
-    let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
-        return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} has no \"auths\" map"));
+    let index = match auths.iter().position(|(h, _)| h == want_host) {
+        Some(i) => i,
+        None if auths.len() == 1 => 0,
+        None => {
+            return SecretState::Malformed(format!(
+                "it names {} registries and none is {want_host}",
+                auths.len()
+            ))
+        }
     };
-    let host = if auths.contains_key(want_host) {
-        want_host.to_string()
-    } else if auths.len() == 1 {
-        auths.keys().next().cloned().unwrap_or_default()
-    } else {
+    let (host, entry) = auths.remove(index);
+    if entry.auth_disagrees() {
         return SecretState::Malformed(format!(
-            "it names {} registries and none is {want_host}",
-            auths.len()
+            "its entry for {host} has an \"auth\" that disagrees with its username and password"
         ));
-    };
-    let entry = &auths[&host];
-    let from_fields = match (
-        entry.get("username").and_then(Value::as_str),
-        entry.get("password").and_then(Value::as_str),
-    ) {
-        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
-            Some((u.to_string(), p.to_string()))
-        }
-        _ => None,
-    };
-    let from_auth = entry
-        .get("auth")
-        .and_then(Value::as_str)
-        .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| {
-            s.split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-        });
-    let (username, password) = match (from_fields, from_auth) {
-        (Some(f), Some(a)) if f != a => {
-            return SecretState::Malformed(format!(
-                "its entry for {host} has an \"auth\" that disagrees with its username and password"
-            ))
-        }
-        (Some(f), _) => f,
-        (None, Some(a)) => a,
-        (None, None) => {
-            return SecretState::Malformed(format!(
-                "its entry for {host} holds no username and password"
-            ))
-        }
+    }
+    let Some((username, password)) = entry.credentials() else {
+        return SecretState::Malformed(format!(
+            "its entry for {host} holds no username and password"
+        ));
     };
     SecretState::Valid {
         auth: DockerAuth {
-            host: host.clone(),
+            host,
             username,
             password: Secret::new(password),
         },
-        other_hosts: auths.keys().filter(|h| **h != host).cloned().collect(),
+        other_hosts: auths.into_iter().map(|(h, _)| h).collect(),
     }
 }
 
@@ -337,6 +397,17 @@ mod tests {
         assert_eq!(t.robot_name(RobotKind::Push), "team-demo-push");
         assert_eq!(TeamId::from_namespace("team-demo"), Some(t));
         assert_eq!(TeamId::from_namespace("kube-system"), None);
+    }
+
+    #[test]
+    fn an_auth_that_disagrees_with_the_fields_is_malformed() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("someone-else:Other1pw");
+        let data =
+            json!({"auths": {"h": {"username": "u", "password": "p", "auth": auth}}}).to_string();
+        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(data.as_bytes()), "h") {
+            SecretState::Malformed(why) => assert!(why.contains("disagrees"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
