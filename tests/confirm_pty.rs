@@ -13,7 +13,7 @@ const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
 /// Runs the fix in a pseudo-terminal, answers its question with `reply`,
 /// and returns the exit code and what the terminal showed.
 fn fix_in_terminal(db_url: String, backups: PathBuf, reply: &str) -> (i32, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
+    let mut cmd = bare_doctor_process();
     cmd.env("HARBOR_DATABASE_URL", db_url)
         .env("HARBOR_DOCTOR_BACKUP_DIR", backups)
         .env("NO_COLOR", "1")
