@@ -52,9 +52,10 @@ async fn issuer_change_is_found_and_relinked_then_restored() {
     assert_eq!(doc["summary"]["problem"], 1);
 
     let before = reg.snapshot().await;
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -64,9 +65,8 @@ async fn issuer_change_is_found_and_relinked_then_restored() {
             "--yes",
             "-o",
             "json",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     let doc = json(&o);
@@ -121,9 +121,10 @@ async fn dry_run_and_missing_terminal_change_nothing() {
     let backups = tempfile::tempdir().unwrap();
     let before = reg.snapshot().await;
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -131,9 +132,8 @@ async fn dry_run_and_missing_terminal_change_nothing() {
             "--new-sub",
             NEW_SUB,
             "--dry-run",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     assert!(
@@ -144,9 +144,10 @@ async fn dry_run_and_missing_terminal_change_nothing() {
     assert_eq!(reg.snapshot().await, before);
 
     // No terminal (assert_cmd gives none) and no --yes: refused with 4.
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -155,9 +156,8 @@ async fn dry_run_and_missing_terminal_change_nothing() {
             NEW_SUB,
             "-o",
             "json",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 4);
     assert!(stderr(&o).contains("--yes"));
@@ -180,9 +180,10 @@ async fn project_owner_cannot_be_hard_deleted_but_can_be_soft_deleted() {
     let backups = tempfile::tempdir().unwrap();
     let before = reg.snapshot().await;
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -190,9 +191,8 @@ async fn project_owner_cannot_be_hard_deleted_but_can_be_soft_deleted() {
             "--strategy",
             "delete",
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 3);
     assert!(
@@ -202,9 +202,10 @@ async fn project_owner_cannot_be_hard_deleted_but_can_be_soft_deleted() {
     );
     assert_eq!(reg.snapshot().await, before);
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -212,9 +213,8 @@ async fn project_owner_cannot_be_hard_deleted_but_can_be_soft_deleted() {
             "--strategy",
             "soft-delete",
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     let r = reg
@@ -269,9 +269,10 @@ async fn hard_delete_removes_memberships_link_and_user() {
     reg.add_member(1, dave, 2).await;
     let backups = tempfile::tempdir().unwrap();
     let before = reg.snapshot().await;
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -279,9 +280,8 @@ async fn hard_delete_removes_memberships_link_and_user() {
             "--strategy",
             "delete",
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     let n: i64 = reg
@@ -347,9 +347,10 @@ async fn soft_deleted_user_with_leftover_link_is_cleaned() {
         "harbor-doctor fix oidc-conflict --user 'erin#9' --strategy soft-delete"
     );
 
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -357,9 +358,8 @@ async fn soft_deleted_user_with_leftover_link_is_cleaned() {
             "--strategy",
             "soft-delete",
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     assert!(reg.subiss_of(erin).await.is_empty());
@@ -447,9 +447,10 @@ async fn guards_refuse_with_exit_3_and_change_nothing() {
         assert_eq!(reg.snapshot().await, before, "{args:?} changed something");
     }
     // An OIDC sysadmin may be relinked.
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -457,9 +458,8 @@ async fn guards_refuse_with_exit_3_and_change_nothing() {
             "--new-sub",
             NEW_SUB,
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     assert_eq!(
@@ -489,9 +489,10 @@ async fn usernames_full_of_quotes_and_sql_are_data() {
         json(&o)["checks"][0]["findings"][0]["subject"],
         format!("user {evil}")
     );
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "fix",
             "oidc-conflict",
             "--user",
@@ -499,9 +500,8 @@ async fn usernames_full_of_quotes_and_sql_are_data() {
             "--new-sub",
             NEW_SUB,
             "--yes",
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 0);
     assert_eq!(reg.subiss_of(id).await, vec![format!("{NEW_SUB}{ISSUER}")]);
@@ -558,18 +558,18 @@ async fn issuer_option_wins_over_harbor_configuration() {
     let reg = Registry::new().await;
     reg.oidc_user("alice", "a-sub", ISSUER).await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run({
-        let mut c = doctor(&reg, backups.path());
-        c.args([
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
             "diagnose",
             "oidc-users",
             "-o",
             "json",
             "--issuer",
             OLD_ISSUER,
-        ]);
-        c
-    })
+        ],
+    )
     .await;
     assert_exit(&o, 1);
     let f = &json(&o)["checks"][0]["findings"][0];
