@@ -998,40 +998,27 @@ impl RepairTx {
         let key = image.key as i32;
         let get = |c: &str| image.row.get(c).cloned().unwrap_or(Value::Null);
         let mut clashes = vec![];
-        let checks: Vec<(&str, String, Vec<String>)> = match image.table.as_str() {
-            "harbor_user" => vec![
-                (
-                    "username",
-                    "SELECT user_id FROM harbor_user WHERE username = $1 AND user_id <> $2".into(),
-                    vec!["username".into()],
-                ),
-                (
-                    "email",
-                    "SELECT user_id FROM harbor_user WHERE email = $1 AND user_id <> $2".into(),
-                    vec!["email".into()],
-                ),
-            ],
-            "oidc_user" => vec![(
-                "subiss",
-                "SELECT id FROM oidc_user WHERE subiss = $1 AND id <> $2".into(),
-                vec!["subiss".into()],
-            )],
-            "properties" => vec![(
-                "k",
-                "SELECT id FROM properties WHERE k = $1 AND id <> $2".into(),
-                vec!["k".into()],
-            )],
-            _ => vec![],
+        // The single-column unique constraints of the restorable tables;
+        // table and column names come from these lists, never from the file.
+        let unique: &[&str] = match image.table.as_str() {
+            "harbor_user" => &["username", "email"],
+            "oidc_user" => &["subiss"],
+            "properties" => &["k"],
+            _ => &[],
         };
-        for (label, sql, cols) in checks {
-            let Value::String(v) = get(&cols[0]) else {
+        for column in unique {
+            let Value::String(v) = get(column) else {
                 continue;
             };
+            let sql = format!(
+                "SELECT {key_column} FROM {} WHERE {column} = $1 AND {key_column} <> $2",
+                image.table
+            );
             let rows = self.rows("checking for clashes", &sql, &[&v, &key]).await?;
             for r in rows {
                 let other: i32 = r.get(0);
                 clashes.push(format!(
-                    "{}.{label} {v:?} is now used by another row ({key_column}... {other}) created or changed since the backup",
+                    "{}.{column} {v:?} is now used by another row ({key_column} {other}), created or changed since the backup",
                     image.table
                 ));
             }
@@ -1059,7 +1046,6 @@ impl RepairTx {
                 ));
             }
         }
-        let _ = key_column;
         Ok(clashes)
     }
 

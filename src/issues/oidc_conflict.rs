@@ -564,8 +564,7 @@ impl OidcConflictRepair {
     }
 
     async fn plan_all(&mut self, ctx: &Ctx, db: &RegistryDb) -> Result<Vec<PlanStep>> {
-        if let Some(s) = self.args.strategy.filter(|s| *s != Strategy::Relink) {
-            let _ = s;
+        if self.args.strategy.is_some_and(|s| s != Strategy::Relink) {
             return Err(refused(
                 "--all only relinks; delete users one at a time with --user NAME --strategy ...",
             ));
