@@ -704,14 +704,14 @@ impl RegistryDb {
         Ok(rows.first().map(user_from_row))
     }
 
-    /// The OIDC links of one user.
-    pub async fn links_of_user(&self, user_id: i32) -> Result<Vec<OidcLink>> {
+    /// The OIDC links of the given users, in one query.
+    pub async fn links_of_users(&self, user_ids: &[i32]) -> Result<Vec<OidcLink>> {
         let sql = format!(
             "SELECT {LINK_COLUMNS} FROM oidc_user o JOIN harbor_user u ON u.user_id = o.user_id
-             WHERE o.user_id = $1 ORDER BY o.id"
+             WHERE o.user_id = ANY($1) ORDER BY o.id"
         );
         let rows = self
-            .query("reading the user's OIDC links", &sql, &[&user_id])
+            .query("reading the users' OIDC links", &sql, &[&user_ids])
             .await?;
         Ok(rows.iter().map(link_from_row).collect())
     }

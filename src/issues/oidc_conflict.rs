@@ -372,7 +372,7 @@ impl OidcConflictRepair {
                 "the local admin account (user_id 1) is never changed by harbor-doctor",
             ));
         }
-        let links = db.links_of_user(user.user_id).await?;
+        let links = db.links_of_users(&[user.user_id]).await?;
         let new_sub = match self.args.new_sub.as_deref() {
             Some(s) => {
                 let s = s.trim();
@@ -753,6 +753,9 @@ impl Repair for OidcConflictRepair {
     async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
         let db = ctx.db().await?;
         let mut problems = vec![];
+        // One read for every target, however many `--all` relinked.
+        let ids: Vec<i32> = self.targets.iter().map(|t| t.user_id).collect();
+        let links = db.links_of_users(&ids).await?;
         for t in &self.targets {
             match &t.change {
                 UserChange::Relink {
@@ -760,7 +763,6 @@ impl Repair for OidcConflictRepair {
                     new_subiss,
                     ..
                 } => {
-                    let links = db.links_of_user(t.user_id).await?;
                     if !links
                         .iter()
                         .any(|l| l.link_id == *link_id && &l.subiss == new_subiss)
@@ -772,7 +774,7 @@ impl Repair for OidcConflictRepair {
                     }
                 }
                 UserChange::SoftDelete { .. } => {
-                    if !db.links_of_user(t.user_id).await?.is_empty()
+                    if links.iter().any(|l| l.user_id == t.user_id)
                         || db.membership_count(t.user_id).await? > 0
                     {
                         problems.push(format!("{} still has links or memberships", t.username));
