@@ -32,3 +32,4 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod runbooks;
+pub mod signals;

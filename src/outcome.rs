@@ -67,11 +67,17 @@ pub fn incomplete(message: impl Into<String>) -> anyhow::Error {
     Failure::error(ExitCode::Incomplete, message)
 }
 
-/// The exit code an error stands for: its own when it is a [`Failure`]
-/// anywhere in its chain, else 3 (could not run).
+/// The exit code an error stands for, decided here for every command: a
+/// [`Failure`] anywhere in its chain keeps its own code; a commit whose
+/// outcome is unknown is 5 (something may have changed); anything else,
+/// including a transaction that was rolled back, is 3: nothing changed.
+/// A repair under way refines this by phase (`repair::run`).
 pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Failure>())
-        .map(|f| f.code)
-        .unwrap_or(ExitCode::CannotRun)
+    if let Some(f) = err.chain().find_map(|e| e.downcast_ref::<Failure>()) {
+        return f.code;
+    }
+    match crate::clients::error::kind_of(err) {
+        Some(crate::clients::error::ErrorKind::OutcomeUnknown) => ExitCode::Incomplete,
+        _ => ExitCode::CannotRun,
+    }
 }

@@ -3,9 +3,15 @@
 //!
 //! A known-issue module implements [`Repair`]; [`run`] does the rest, so
 //! every repair honours `--dry-run`, `--yes`, the terminal rule and the exit
-//! codes in the same way. Errors keep their own exit code when they carry one
-//! (a lock wait that gave up is 3: nothing changed); any other error after
-//! the plan was confirmed is 5, because something may have started.
+//! codes in the same way.
+//!
+//! The exit code of a failed repair is decided here, by what may have
+//! changed: 3 when nothing did (the failure came before the backup was
+//! written, or the repair's transaction was certainly rolled back before
+//! its COMMIT), 5 when something may have (a COMMIT whose answer was lost,
+//! a change outside a transaction). A repair that knows better says so
+//! with a [`Failure`] (e.g. a Kubernetes patch refused before the first
+//! change: 3).
 
 use std::path::PathBuf;
 
@@ -14,7 +20,7 @@ use anyhow::Result;
 use crate::backup::{Backup, BackupStore};
 use crate::confirm::confirm;
 use crate::context::Ctx;
-use crate::outcome::{exit_code_of, ExitCode, Failure};
+use crate::outcome::{ExitCode, Failure};
 use crate::render::Output;
 use crate::report::{PlanStep, RepairReport};
 
@@ -70,6 +76,7 @@ impl BackupSink {
     /// Writes the backup (fsynced) and returns its path.
     pub fn write(&mut self, backup: &Backup) -> Result<PathBuf> {
         let path = self.store.write(backup)?;
+        crate::signals::backup_written(&path);
         self.written = Some(path.clone());
         Ok(path)
     }
@@ -110,6 +117,14 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         return Err(e);
     }
 
+    crate::signals::catch_during_repair();
+    if crate::signals::interrupted() {
+        out.print_repair(&report);
+        return Err(Failure::error(
+            ExitCode::NotConfirmed,
+            "interrupted before any change; nothing was changed",
+        ));
+    }
     let mut sink = BackupSink::new(BackupStore::new(ctx.opts.backup_dir.as_deref())?);
     let applied = repair.apply(ctx, &mut sink).await;
     report.backup = sink.written.as_ref().map(|p| p.display().to_string());
@@ -118,16 +133,17 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
     }
     if let Err(e) = applied {
         out.print_repair(&report);
-        // An error that chose its code knows whether anything changed;
-        // any other may have struck half-way.
-        let code = if e.chain().any(|c| c.downcast_ref::<Failure>().is_some()) {
-            exit_code_of(&e)
-        } else {
-            ExitCode::Incomplete
-        };
+        let code = failed_apply_code(&e);
         return Err(Failure::error(code, format!("{e:#}")));
     }
     report.applied = true;
+    if crate::signals::interrupted() {
+        out.print_repair(&report);
+        return Err(Failure::error(
+            ExitCode::Incomplete,
+            "interrupted: the change was applied, and was not verified. Run `harbor-doctor diagnose` to see the state",
+        ));
+    }
 
     match repair.verify(ctx).await {
         Ok(Verification::Verified) => {
@@ -151,6 +167,19 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
             ))
         }
     }
+}
+
+/// The exit code of a repair whose apply failed: decided by what may have
+/// changed (see the module's comment).
+fn failed_apply_code(e: &anyhow::Error) -> ExitCode {
+    if let Some(f) = e.chain().find_map(|c| c.downcast_ref::<Failure>()) {
+        return f.code;
+    }
+    if crate::clients::error::rolled_back(e) {
+        return ExitCode::CannotRun;
+    }
+    // Anything else struck while changes were being made, perhaps half-way.
+    ExitCode::Incomplete
 }
 
 /// Quotes a value for a POSIX shell, so that repair commands printed in

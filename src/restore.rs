@@ -1,14 +1,22 @@
-//! `restore BACKUP-FILE`: put back what a repair changed.
+//! `restore BACKUP-FILE`: put back what a repair changed, and only that.
 //!
-//! Restore is a repair like the others: it plans (showing each row and
-//! configuration value that will be put back), confirms, honours
-//! `--dry-run`, writes a backup of the state it replaces (so a restore can
-//! itself be undone), applies (rows in one transaction, then Harbor
-//! configuration values in one request), and verifies. Rows come back exactly
-//! as they were, update_time aside (Harbor's triggers set it). It refuses, changing
-//! nothing, when the file is truncated or edited, or when putting a row back
-//! would clash with rows created since (a new user with the same name, a
-//! subject now linked elsewhere, a membership created again).
+//! The file is untrusted input (see `backup`): it must be a private
+//! regular file of this user, sealed with this user's key, in the current
+//! format; its source must be the target (the database's own identity,
+//! Harbor's `external_url`); and what it would change must be what the
+//! named repair can change (its tables, columns and rows; never the local
+//! admin). A backup records each value before and after its repair, so
+//! restore puts back only the values the repair changed, and refuses,
+//! showing the difference, when one of them has changed again since.
+//! Columns the repair did not touch (a password set since, the OIDC token
+//! Harbor rewrites at every login) are left alone.
+//!
+//! Restore is a repair like the others: it plans, confirms, honours
+//! `--dry-run`, writes a backup of what it changes (so a restore can itself
+//! be undone, removing the rows it put back), applies (rows in one
+//! transaction, then Harbor configuration values in one request), and
+//! verifies. It refuses, changing nothing, when putting a row back would
+//! clash with rows created since.
 //!
 //! Kubernetes items (a Deployment's strategy, from `fix registry-strategy`)
 //! are put back with a patch guarded by the resourceVersion read at plan
@@ -21,27 +29,46 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::{Map, Value};
 
-use crate::backup::{self, Backup, BackupItem};
+use crate::backup::{self, Backup, BackupItem, Source};
 use crate::clients::harbor::status_of;
-use crate::clients::registry_db::{CommitError, RowImage};
+use crate::clients::registry_db::{tables, RowChange, TableSpec};
 use crate::context::Ctx;
+use crate::issues::oidc_conflict::LOCAL_ADMIN_ID;
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::PlanStep;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
 
-/// Tables in the order rows go back: users before what refers to them.
-const TABLE_ORDER: &[&str] = &["harbor_user", "oidc_user", "project_member", "properties"];
-
 pub struct RestoreRepair {
     path: PathBuf,
     backup: Option<Backup>,
-    /// Rows that differ from the backup, with whether they still exist.
-    rows: Vec<(RowImage, bool)>,
-    /// Harbor configuration values that differ from the backup.
+    /// Rows to put back, in order.
+    rows: Vec<RowRestore>,
+    /// Harbor configuration values to put back.
     config: Vec<ConfigValue>,
     /// Deployments whose strategy differs from the backup.
     strategies: Vec<StrategyRestore>,
+    notes: Vec<String>,
+}
+
+/// What restore does to one row.
+#[derive(Debug, Clone)]
+enum RowAction {
+    /// Set these columns back to these values.
+    Update(Map<String, Value>),
+    /// Put back a row the repair deleted.
+    Insert(Map<String, Value>),
+    /// Remove a row a restore put back (undoing that restore).
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+struct RowRestore {
+    spec: &'static TableSpec,
+    key: i64,
+    action: RowAction,
+    /// The row as the plan saw it: apply refuses when it changed since.
+    seen: Option<Map<String, Value>>,
 }
 
 /// A Deployment strategy to put back.
@@ -71,20 +98,131 @@ impl RestoreRepair {
             rows: vec![],
             config: vec![],
             strategies: vec![],
+            notes: vec![],
         }
     }
 }
 
-/// Whether two row images are the same, update_time aside.
-fn same_row(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("update_time");
-        }
-        v
+/// The row without the columns that change on their own.
+fn stable(spec: &TableSpec, row: &Map<String, Value>) -> Map<String, Value> {
+    row.iter()
+        .filter(|(k, _)| !spec.volatile.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Who a row is about, for people.
+fn describe_row(table: &str, row: Option<&Map<String, Value>>) -> String {
+    let get = |c: &str| {
+        row.and_then(|r| r.get(c))
+            .map(|v| tables::show_value(c, Some(v)))
     };
-    strip(a) == strip(b)
+    match table {
+        "harbor_user" => get("username").map(|u| format!(" (user {u})")),
+        "oidc_user" => get("user_id").map(|u| format!(" (link of user_id {u})")),
+        "project_member" => match (get("project_id"), get("entity_id")) {
+            (Some(p), Some(e)) => Some(format!(" (membership of user_id {e} in project {p})")),
+            _ => None,
+        },
+        "properties" => get("k").map(|k| format!(" ({k})")),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+/// What a repair may change, so that a backup naming anything else (an
+/// edited file that got past the seal, a bug) is refused. `inverted`: the
+/// backup is a restore's, undoing `repair`, so before and after swap.
+fn within_scope(repair: &str, inverted: bool, item: &BackupItem) -> Result<(), String> {
+    match (repair, item) {
+        ("oidc-conflict", BackupItem::RegistryDb(c)) => oidc_row_in_scope(c, inverted),
+        ("cli-login", BackupItem::HarborConfig { key, .. }) if key == "oidc_scope" => Ok(()),
+        ("registry-strategy", BackupItem::Kubernetes { kind, .. }) if kind == "Deployment" => {
+            Ok(())
+        }
+        ("multi-attach", BackupItem::Kubernetes { kind, .. }) if kind == "ReplicaSet" => Ok(()),
+        ("provision", BackupItem::Kubernetes { kind, .. })
+            if kind == "Secret" || kind == "ServiceAccount" =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{item}, which `{repair}` never changes")),
+    }
+}
+
+fn oidc_row_in_scope(c: &RowChange, inverted: bool) -> Result<(), String> {
+    let Some(spec) = tables::table(&c.table) else {
+        return Err(format!(
+            "table {:?}, which no repair changes",
+            tables::show_value("t", Some(&Value::String(c.table.clone())))
+        ));
+    };
+    let (before, after) = if inverted {
+        (&c.after, &c.before)
+    } else {
+        (&c.before, &c.after)
+    };
+    for image in [before, after].into_iter().flatten() {
+        if image.get(spec.key).and_then(Value::as_i64) != Some(c.key) {
+            return Err(format!(
+                "{} {}={} whose image names another key",
+                c.table, spec.key, c.key
+            ));
+        }
+        let admin = match c.table.as_str() {
+            "harbor_user" => c.key == i64::from(LOCAL_ADMIN_ID),
+            "oidc_user" => {
+                image.get("user_id").and_then(Value::as_i64) == Some(i64::from(LOCAL_ADMIN_ID))
+            }
+            "project_member" => {
+                image.get("entity_type").and_then(Value::as_str) == Some("u")
+                    && image.get("entity_id").and_then(Value::as_i64)
+                        == Some(i64::from(LOCAL_ADMIN_ID))
+            }
+            _ => false,
+        };
+        if admin {
+            return Err(
+                "a change to the local admin account (user_id 1), which is never changed".into(),
+            );
+        }
+    }
+    let allowed: &[&str] = match (c.table.as_str(), before.is_some(), after.is_some()) {
+        // relink, soft-delete
+        ("harbor_user", true, true) => &["username", "email", "deleted"],
+        ("oidc_user", true, true) => &["subiss"],
+        // delete, soft-delete: rows removed whole
+        ("harbor_user" | "oidc_user" | "project_member", true, false) => return Ok(()),
+        _ => {
+            return Err(format!(
+                "{} {}={} {} by `oidc-conflict`, which never does that",
+                c.table,
+                spec.key,
+                c.key,
+                if before.is_none() {
+                    "created"
+                } else {
+                    "changed"
+                }
+            ))
+        }
+    };
+    let outside: Vec<String> = c
+        .changed_columns()
+        .into_iter()
+        .filter(|col| !allowed.contains(&col.as_str()))
+        .collect();
+    if outside.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "changes to {}.{} of row {}={}, which `oidc-conflict` never changes",
+            c.table,
+            outside.join(", "),
+            spec.key,
+            c.key
+        ))
+    }
 }
 
 impl Repair for RestoreRepair {
@@ -99,8 +237,24 @@ impl Repair for RestoreRepair {
             .unwrap_or_else(|| self.path.display().to_string())
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
     async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
         let backup = backup::read(&self.path)?;
+        let (repair, inverted) = match backup.repair.as_str() {
+            "restore" => (backup.undoes.clone().unwrap_or_default(), true),
+            r => (r.to_string(), false),
+        };
+        for item in &backup.items {
+            within_scope(&repair, inverted, item).map_err(|why| {
+                refused(format!(
+                    "{} holds {why}; a backup can only put back what its repair changed. Nothing was changed",
+                    self.path.display()
+                ))
+            })?;
+        }
         if backup
             .items
             .iter()
@@ -110,26 +264,23 @@ impl Repair for RestoreRepair {
             self.backup = Some(backup);
             return Ok(steps);
         }
-        let mut images: Vec<RowImage> = vec![];
-        let mut config: Vec<(String, Value)> = vec![];
+        let mut rows: Vec<RowChange> = vec![];
+        let mut config: Vec<(String, Value, Option<Value>)> = vec![];
         for item in &backup.items {
             match item {
-                BackupItem::RegistryDb(img) => images.push(img.clone()),
-                BackupItem::HarborConfig { key, value } => config.push((key.clone(), value.clone())),
-                other => {
-                    return Err(refused(format!(
-                        "the backup holds {other}, and restoring that kind of item is not available in this \
-                         version of harbor-doctor yet; nothing was changed"
-                    )))
+                BackupItem::RegistryDb(c) => rows.push(c.clone()),
+                BackupItem::HarborConfig { key, value, after } => {
+                    config.push((key.clone(), value.clone(), after.clone()))
                 }
+                BackupItem::Kubernetes { .. } => unreachable!("handled above"),
             }
         }
         let mut steps = vec![];
-        if !images.is_empty() {
-            steps.extend(self.plan_rows(ctx, images).await?);
+        if !rows.is_empty() {
+            steps.extend(self.plan_rows(ctx, &backup.source, rows).await?);
         }
         if !config.is_empty() {
-            steps.extend(self.plan_config(ctx, config).await?);
+            steps.extend(self.plan_config(ctx, &backup.source, config).await?);
         }
         self.backup = Some(backup);
         Ok(steps)
@@ -139,19 +290,18 @@ impl Repair for RestoreRepair {
         if !self.strategies.is_empty() {
             return self.apply_kubernetes(ctx, backups).await;
         }
-        let config_before = self.config_before(ctx).await?;
+        let config_changes = self.config_changes(ctx).await?;
         if self.rows.is_empty() {
             let harbor = ctx.harbor().await?;
-            let source = format!("Harbor {}", harbor.base_url());
-            backups.write(&Backup::new(
-                "restore",
-                &self.subject(),
-                &source,
-                config_before,
-            ))?;
+            let source = Source {
+                description: format!("Harbor {}", harbor.base_url()),
+                harbor: harbor.systeminfo().await?.external_url,
+                ..Source::default()
+            };
+            backups.write(&self.own_backup(source, config_changes))?;
             return self.put_config(ctx).await;
         }
-        self.apply_rows(ctx, backups, config_before).await?;
+        self.apply_rows(ctx, backups, config_changes).await?;
         if self.config.is_empty() {
             return Ok(());
         }
@@ -171,10 +321,20 @@ impl Repair for RestoreRepair {
         if !self.rows.is_empty() {
             let db = ctx.db().await?;
             let tx = db.begin(ctx.lock_wait()).await?;
-            for (img, _) in &self.rows {
-                match tx.current(&img.table, img.key).await? {
-                    Some(cur) if same_row(&cur, &img.row) => {}
-                    _ => differ.push(format!("{} {}={}", img.table, img.key_column, img.key)),
+            for r in &self.rows {
+                let now = tx.row(r.spec, r.key, false).await?;
+                let ok = match (&r.action, &now) {
+                    (RowAction::Update(values), Some(now)) => {
+                        values.iter().all(|(k, v)| now.get(k) == Some(v))
+                    }
+                    (RowAction::Insert(row), Some(now)) => {
+                        stable(r.spec, row) == stable(r.spec, now)
+                    }
+                    (RowAction::Delete, None) => true,
+                    _ => false,
+                };
+                if !ok {
+                    differ.push(format!("{} {}={}", r.spec.name, r.spec.key, r.key));
                 }
             }
             tx.rollback().await;
@@ -199,143 +359,289 @@ impl Repair for RestoreRepair {
 }
 
 impl RestoreRepair {
-    /// Registry database rows: which differ from the backup, and whether
-    /// putting them back would clash with rows created since.
-    async fn plan_rows(&mut self, ctx: &Ctx, mut images: Vec<RowImage>) -> Result<Vec<PlanStep>> {
-        images.sort_by_key(|i| {
-            (
-                TABLE_ORDER
-                    .iter()
-                    .position(|t| *t == i.table)
-                    .unwrap_or(usize::MAX),
-                i.key,
-            )
+    /// The backup of a restore: what it changes, so that it can be undone.
+    fn own_backup(&self, source: Source, items: Vec<BackupItem>) -> Backup {
+        let mut b = Backup::new("restore", &self.subject(), source, items);
+        b.undoes = self.backup.as_ref().map(|orig| match orig.repair.as_str() {
+            "restore" => orig.undoes.clone().unwrap_or_default(),
+            r => r.to_string(),
         });
+        b
+    }
+
+    /// Registry database rows: what to put back, refusing when the backup
+    /// comes from another database, when a value the repair changed has
+    /// changed again since, or when a row would clash with rows created since.
+    async fn plan_rows(
+        &mut self,
+        ctx: &Ctx,
+        source: &Source,
+        mut changes: Vec<RowChange>,
+    ) -> Result<Vec<PlanStep>> {
         let db = ctx.db().await?;
+        let Some(recorded) = &source.database else {
+            return Err(refused(format!(
+                "{} does not say which database its rows came from; nothing was changed",
+                self.path.display()
+            )));
+        };
+        let target = db.identity().await?;
+        if let Some(why) = target.differs_from(recorded) {
+            return Err(refused(format!(
+                "the backup comes from another registry database than {} ({why}); restoring it here would \
+                 rewrite unrelated rows that happen to have the same ids. Nothing was changed. Point the \
+                 doctor at the database the backup was taken from",
+                db.describe()
+            )));
+        }
+        // Rows put back in table order (users first); rows removed in the
+        // reverse order (memberships and links before their user).
+        changes.sort_by_key(|c| {
+            let pos = tables::position(&c.table) as i64;
+            (if c.before.is_none() { -pos } else { pos }, c.key)
+        });
         let tx = db.begin(ctx.lock_wait()).await?;
         let mut steps = vec![];
-        let mut clashes = vec![];
+        let mut conflicts = vec![];
         self.rows.clear();
-        for img in images {
-            let current = tx.current(&img.table, img.key).await?;
-            if current.as_ref().is_some_and(|c| same_row(c, &img.row)) {
-                continue;
+        for c in changes {
+            let spec = tables::table(&c.table).expect("checked by within_scope");
+            let what = format!("{} {}={}", spec.name, spec.key, c.key);
+            let current = tx.row(spec, c.key, false).await?;
+            match (&c.before, &c.after, &current) {
+                (Some(before), Some(after), Some(now)) => {
+                    let mut values = Map::new();
+                    let mut detail = vec![];
+                    for col in c.changed_columns() {
+                        let (b, a, n) = (before.get(&col), after.get(&col), now.get(&col));
+                        if n == b {
+                            continue;
+                        }
+                        if n != a {
+                            conflicts.push(format!(
+                                "{what}{}: {col} is now {}, but the repair left {} (and restore would put back \
+                                 {})",
+                                describe_row(spec.name, Some(now)),
+                                tables::show_value(&col, n),
+                                tables::show_value(&col, a),
+                                tables::show_value(&col, b)
+                            ));
+                            continue;
+                        }
+                        detail.push(format!(
+                            "{col}: {} -> {}",
+                            tables::show_value(&col, a),
+                            tables::show_value(&col, b)
+                        ));
+                        values.insert(col, b.cloned().unwrap_or(Value::Null));
+                    }
+                    if values.is_empty() {
+                        continue;
+                    }
+                    let mut merged = now.clone();
+                    merged.extend(values.clone());
+                    conflicts.extend(tx.clashes(spec, c.key, &merged).await?);
+                    if spec.name == "oidc_user" && values.contains_key("subiss") {
+                        self.notes.push(format!(
+                            "{what} gets its old subject back: that user's next login will fail with a 409 \
+                             conflict again, until they are relinked."
+                        ));
+                    }
+                    steps.push(PlanStep::new(
+                        "update",
+                        format!("{what}{}", describe_row(spec.name, Some(now))),
+                        detail.join("; "),
+                    ));
+                    self.rows.push(RowRestore {
+                        spec,
+                        key: c.key,
+                        action: RowAction::Update(values),
+                        seen: current.clone(),
+                    });
+                }
+                (Some(_), Some(_), None) => conflicts.push(format!(
+                    "{what} was deleted since the repair, so its old values cannot be put back"
+                )),
+                (Some(before), None, Some(now)) => {
+                    if stable(spec, before) != stable(spec, now) {
+                        conflicts.push(format!(
+                            "{what} was deleted by the repair, and a different row with that key exists now"
+                        ));
+                    }
+                }
+                (Some(before), None, None) => {
+                    conflicts.extend(tx.clashes(spec, c.key, before).await?);
+                    steps.push(PlanStep::new(
+                        "insert",
+                        format!("{what}{}", describe_row(spec.name, Some(before))),
+                        "was deleted by the repair; put it back as it was",
+                    ));
+                    self.rows.push(RowRestore {
+                        spec,
+                        key: c.key,
+                        action: RowAction::Insert(before.clone()),
+                        seen: None,
+                    });
+                }
+                (None, Some(after), Some(now)) => {
+                    if stable(spec, after) != stable(spec, now) {
+                        conflicts.push(format!(
+                            "{what} was put back by the restore being undone, and has changed since"
+                        ));
+                        continue;
+                    }
+                    steps.push(PlanStep::new(
+                        "delete",
+                        format!("{what}{}", describe_row(spec.name, Some(now))),
+                        "was put back by the restore being undone; remove it again",
+                    ));
+                    self.rows.push(RowRestore {
+                        spec,
+                        key: c.key,
+                        action: RowAction::Delete,
+                        seen: current.clone(),
+                    });
+                }
+                // Already as before the repair.
+                (None, Some(_), None) | (None, None, _) => {}
             }
-            clashes.extend(tx.clashes(&img).await?);
-            let detail = match &current {
-                Some(cur) => changed_columns(cur, &img.row),
-                None => "was deleted; insert it again".to_string(),
-            };
-            steps.push(PlanStep::new(
-                if current.is_some() {
-                    "update"
-                } else {
-                    "insert"
-                },
-                format!("{} {}={}", img.table, img.key_column, img.key),
-                detail,
-            ));
-            self.rows.push((img, current.is_some()));
         }
         tx.rollback().await;
-        if !clashes.is_empty() {
+        if !conflicts.is_empty() {
             return Err(refused(format!(
-                "restoring would clash with rows created or changed since the backup; nothing was changed:\n  {}",
-                clashes.join("\n  ")
+                "restoring would undo changes made since the backup, or clash with rows created since; nothing \
+                 was changed:\n  {}",
+                conflicts.join("\n  ")
             )));
         }
         Ok(steps)
     }
 
     /// Puts the rows back in one transaction, after writing a backup of
-    /// them as they are now (plus `also_before`, the other systems' state).
+    /// what it changes (plus `config`, the configuration values it will
+    /// change), so the restore can be undone.
     async fn apply_rows(
         &self,
         ctx: &Ctx,
         backups: &mut BackupSink,
-        also_before: Vec<BackupItem>,
+        config: Vec<BackupItem>,
     ) -> Result<()> {
         let db = ctx.db().await?;
+        let mut source = Source::database(db)
+            .await
+            .map_err(|e| refused(format!("{e:#}; nothing was changed")))?;
+        if !config.is_empty() {
+            let harbor = ctx.harbor().await?;
+            source.description = format!("{}; Harbor {}", source.description, harbor.base_url());
+            source.harbor = harbor.systeminfo().await?.external_url;
+        }
         let tx = db.begin(ctx.lock_wait()).await?;
-        let mut before = vec![];
-        for (img, existed) in &self.rows {
-            let current = tx.lock_current(img).await?;
-            if current.is_some() != *existed {
+        for r in &self.rows {
+            let now = tx.row(r.spec, r.key, true).await?;
+            let same = match (&now, &r.seen) {
+                (Some(n), Some(s)) => stable(r.spec, n) == stable(r.spec, s),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
                 tx.rollback().await;
                 return Err(refused(format!(
                     "{} {}={} changed since the plan was made; nothing was changed. Run restore again",
-                    img.table, img.key_column, img.key
+                    r.spec.name, r.spec.key, r.key
                 )));
             }
-            let clashes = tx.clashes(img).await?;
-            if !clashes.is_empty() {
-                tx.rollback().await;
-                return Err(refused(format!(
-                    "restoring would clash: {}; nothing was changed",
-                    clashes.join("; ")
-                )));
-            }
-            if let Some(row) = current {
-                before.push(BackupItem::RegistryDb(RowImage { row, ..img.clone() }));
+            let wanted = match (&r.action, &now) {
+                (RowAction::Insert(row), _) => Some(row.clone()),
+                (RowAction::Update(values), Some(n)) => {
+                    let mut merged = n.clone();
+                    merged.extend(values.clone());
+                    Some(merged)
+                }
+                _ => None,
+            };
+            if let Some(row) = &wanted {
+                let clashes = tx.clashes(r.spec, r.key, row).await?;
+                if !clashes.is_empty() {
+                    tx.rollback().await;
+                    return Err(refused(format!(
+                        "restoring would clash: {}; nothing was changed",
+                        clashes.join("; ")
+                    )));
+                }
             }
         }
-        let source = if also_before.is_empty() {
-            db.describe().to_string()
-        } else {
-            format!(
-                "{}; Harbor {}",
-                db.describe(),
-                ctx.harbor().await?.base_url()
-            )
-        };
-        before.extend(also_before);
-        let subject = self.subject();
-        if let Err(e) = backups.write(&Backup::new("restore", &subject, &source, before)) {
+        for r in &self.rows {
+            match &r.action {
+                RowAction::Update(values) => tx.update_columns(r.spec, r.key, values).await?,
+                RowAction::Insert(row) => tx.insert_row(r.spec, row).await?,
+                RowAction::Delete => tx.delete_row(r.spec, r.key).await?,
+            }
+        }
+        let mut items = vec![];
+        for r in &self.rows {
+            items.push(BackupItem::RegistryDb(RowChange {
+                table: r.spec.name.to_string(),
+                key: r.key,
+                before: r.seen.clone(),
+                after: tx.row(r.spec, r.key, false).await?,
+            }));
+        }
+        items.extend(config);
+        if let Err(e) = backups.write(&self.own_backup(source, items)) {
             tx.rollback().await;
             return Err(e);
         }
-        for (img, existed) in &self.rows {
-            tx.restore_row(img, *existed).await?;
-        }
-        match tx.commit().await {
-            Ok(()) => Ok(()),
-            Err(CommitError::RolledBack(m)) => Err(refused(format!("the database rolled the restore back ({m}); nothing was changed"))),
-            Err(CommitError::OutcomeUnknown(m)) => Err(incomplete(format!(
-                "the connection broke during COMMIT ({m}); whether the rows were restored is unknown. Run restore \
-                 again with --dry-run to see what still differs"
-            ))),
-        }
+        tx.commit().await
     }
 
-    /// Harbor configuration values that differ from the backup. A key that
-    /// Harbor does not show (write-only, or unknown to this version) cannot
-    /// be compared or verified, so the restore is refused.
+    /// Harbor configuration values: what to put back, refusing when the
+    /// backup comes from another Harbor or a value changed again since.
     async fn plan_config(
         &mut self,
         ctx: &Ctx,
-        items: Vec<(String, Value)>,
+        source: &Source,
+        items: Vec<(String, Value, Option<Value>)>,
     ) -> Result<Vec<PlanStep>> {
-        let now = ctx.harbor().await?.configurations().await?;
+        let harbor = ctx.harbor().await?;
+        let external = harbor.systeminfo().await?.external_url;
+        if source.harbor.is_none() || source.harbor != external {
+            return Err(refused(format!(
+                "the backup comes from another Harbor ({}) than {} ({}); nothing was changed",
+                source.harbor.as_deref().unwrap_or("not recorded"),
+                harbor.base_url(),
+                external.as_deref().unwrap_or("no external_url")
+            )));
+        }
+        let now = harbor.configurations().await?;
         let mut steps = vec![];
         let mut hidden = vec![];
+        let mut conflicts = vec![];
         self.config.clear();
-        for (key, wanted) in items {
+        for (key, before, after) in items {
             let Some(current) = now.get(&key) else {
                 hidden.push(key);
                 continue;
             };
-            if *current == wanted {
+            if *current == before {
+                continue;
+            }
+            if after.as_ref() != Some(current) {
+                conflicts.push(format!(
+                    "Harbor configuration {key} is now {current}, but the repair left {} (restore would put back \
+                     {before})",
+                    after.unwrap_or(Value::Null)
+                ));
                 continue;
             }
             steps.push(PlanStep::new(
                 "update",
                 format!("Harbor configuration {key}"),
-                format!("{current} -> {wanted}"),
+                format!("{current} -> {before}"),
             ));
             self.config.push(ConfigValue {
                 key,
                 seen: current.clone(),
-                wanted,
+                wanted: before,
             });
         }
         if !hidden.is_empty() {
@@ -345,17 +651,23 @@ impl RestoreRepair {
                 hidden.join(", ")
             )));
         }
+        if !conflicts.is_empty() {
+            return Err(refused(format!(
+                "restoring would undo changes made since the backup; nothing was changed:\n  {}",
+                conflicts.join("\n  ")
+            )));
+        }
         Ok(steps)
     }
 
-    /// The configuration values about to be replaced, as they are now;
+    /// The configuration values about to be replaced, before and after;
     /// refuses when one changed since the plan was made.
-    async fn config_before(&self, ctx: &Ctx) -> Result<Vec<BackupItem>> {
+    async fn config_changes(&self, ctx: &Ctx) -> Result<Vec<BackupItem>> {
         if self.config.is_empty() {
             return Ok(vec![]);
         }
         let now = ctx.harbor().await?.configurations().await?;
-        let mut before = vec![];
+        let mut items = vec![];
         for c in &self.config {
             let value = now.get(&c.key).cloned().unwrap_or(Value::Null);
             if value != c.seen {
@@ -365,12 +677,13 @@ impl RestoreRepair {
                     c.key
                 )));
             }
-            before.push(BackupItem::HarborConfig {
+            items.push(BackupItem::HarborConfig {
                 key: c.key.clone(),
                 value,
+                after: Some(c.wanted.clone()),
             });
         }
-        Ok(before)
+        Ok(items)
     }
 
     /// Writes the backup's configuration values in one request.
@@ -413,10 +726,14 @@ impl RestoreRepair {
                     namespace: Some(ns),
                     name,
                     object,
+                    after,
                     ..
-                } if kind == "Deployment" && object["spec"]["strategy"].is_object() => {
-                    wanted.push((ns.clone(), name.clone(), object["spec"]["strategy"].clone()))
-                }
+                } if kind == "Deployment" && object["spec"]["strategy"].is_object() => wanted.push((
+                    ns.clone(),
+                    name.clone(),
+                    object["spec"]["strategy"].clone(),
+                    after.as_ref().map(|a| a["spec"]["strategy"].clone()),
+                )),
                 BackupItem::Kubernetes {
                     kind,
                     namespace,
@@ -457,7 +774,7 @@ impl RestoreRepair {
         let kube = ctx.kube().await?;
         let mut steps = vec![];
         self.strategies.clear();
-        for (ns, name, strategy) in wanted {
+        for (ns, name, strategy, left) in wanted {
             let Some(d) = kube.get_in::<Deployment>(&ns, &name).await? else {
                 return Err(refused(format!(
                     "Deployment {ns}/{name} no longer exists, so its strategy cannot be put back; nothing was changed"
@@ -471,6 +788,14 @@ impl RestoreRepair {
             )?;
             if current == strategy {
                 continue;
+            }
+            if left.as_ref().is_some_and(|l| *l != current) {
+                return Err(refused(format!(
+                    "Deployment {ns}/{name}'s strategy is now {}, but the repair left {}; restoring would undo that \
+                     later change. Nothing was changed",
+                    strategy_text(&current),
+                    strategy_text(left.as_ref().expect("checked"))
+                )));
             }
             steps.push(PlanStep::new(
                 "patch",
@@ -506,14 +831,10 @@ impl RestoreRepair {
                     "metadata": {"resourceVersion": s.resource_version},
                     "spec": {"strategy": s.current},
                 }),
+                after: Some(serde_json::json!({"spec": {"strategy": s.wanted}})),
             })
             .collect();
-        backups.write(&Backup::new(
-            "restore",
-            &self.subject(),
-            &kube.describe(),
-            before,
-        ))?;
+        backups.write(&self.own_backup(Source::from(kube.describe()), before))?;
         let mut done: Vec<String> = vec![];
         for s in &self.strategies {
             let mut strategy = s.wanted.clone();
@@ -570,23 +891,4 @@ impl RestoreRepair {
             ))
         })
     }
-}
-
-/// `col: now -> backup` for each column that differs, update_time aside.
-fn changed_columns(current: &Value, wanted: &Value) -> String {
-    let (Some(cur), Some(want)) = (current.as_object(), wanted.as_object()) else {
-        return "replace the row".into();
-    };
-    let parts: Vec<String> = want
-        .iter()
-        .filter(|(k, v)| k.as_str() != "update_time" && cur.get(k.as_str()) != Some(v))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {} -> {}",
-                cur.get(k.as_str()).unwrap_or(&Value::Null),
-                v
-            )
-        })
-        .collect();
-    parts.join("; ")
 }

@@ -330,7 +330,8 @@ async fn a_failing_cli_secret_is_explained_then_fixed_for_good() {
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&backup).unwrap()).unwrap();
     assert_eq!(
         saved["items"],
-        json!([{"system": "harbor-config", "key": "oidc_scope", "value": "openid"}])
+        json!([{"system": "harbor-config", "key": "oidc_scope", "value": "openid",
+                "after": "openid,offline_access"}])
     );
     assert_no_secret(&o, &[ADMIN_PW]);
 
@@ -480,7 +481,8 @@ async fn the_fix_asks_first_and_restore_puts_the_scope_back() {
             .unwrap();
     assert_eq!(
         undo["items"],
-        json!([{"system": "harbor-config", "key": "oidc_scope", "value": "openid,email,offline_access"}])
+        json!([{"system": "harbor-config", "key": "oidc_scope", "value": "openid,email,offline_access",
+                "after": "openid,email"}])
     );
 
     // Nothing left to restore.
@@ -496,9 +498,10 @@ async fn the_fix_asks_first_and_restore_puts_the_scope_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_plans_from_the_value_there_now() {
+async fn restore_refuses_to_undo_a_later_change() {
     // Someone (an operator, a person in the UI) changed the scope again
-    // after the fix: restore shows that value and puts the backup's back.
+    // after the fix: putting the backup's value back would undo their
+    // change too, so restore shows the difference and changes nothing.
     let h = harbor("openid").await;
     let backups = tempfile::tempdir().unwrap();
     let o = run({
@@ -516,9 +519,14 @@ async fn restore_plans_from_the_value_there_now() {
         c
     })
     .await;
-    assert_exit(&o, 0);
-    assert!(stdout(&o).contains("\"openid,profile\" -> \"openid\""));
-    assert_eq!(h.config_value("oidc_scope"), Some(json!("openid")));
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("now \"openid,profile\", but the repair left \"openid,offline_access\""),
+        "{err}"
+    );
+    assert_eq!(h.config_value("oidc_scope"), Some(json!("openid,profile")));
+    assert_eq!(backups_in(backups.path()).len(), 1, "no restore backup");
     h.finish().await.unwrap();
 }
 

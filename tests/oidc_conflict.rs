@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
 
@@ -137,8 +138,9 @@ async fn dry_run_and_missing_terminal_change_nothing() {
     .await;
     assert_exit(&o, 0);
     assert!(
-        stdout(&o).contains(&format!("{NEW_SUB}{ISSUER}")),
-        "the plan shows the new value:\n{}",
+        stdout(&o).contains(&format!("sub: a-sub -> {NEW_SUB}"))
+            && stdout(&o).contains(&format!("issuer: {OLD_ISSUER} -> {ISSUER}")),
+        "the plan shows the new sub and issuer, apart:\n{}",
         stdout(&o)
     );
     assert_eq!(reg.snapshot().await, before);
@@ -612,6 +614,7 @@ async fn restore_refuses_a_truncated_or_edited_backup() {
         ),
     ] {
         std::fs::write(&damaged, bytes).unwrap();
+        std::fs::set_permissions(&damaged, std::fs::Permissions::from_mode(0o600)).unwrap();
         let o = run_doctor(
             &reg,
             backups.path(),

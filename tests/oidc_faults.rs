@@ -51,10 +51,19 @@ async fn connection_dropped_mid_transaction_changes_nothing() {
         .await
         .unwrap();
     let o = fix_alice(&reg, backups.path(), &via(&reg, &proxy)).await;
-    assert_exit(&o, 5);
+    // Cut before COMMIT was sent: rolled back for certain, so exit 3.
+    assert_exit(&o, 3);
     assert_eq!(proxy.cuts(), 1);
-    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rolled back, so nothing was changed"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(reg.snapshot().await, before);
+    assert!(
+        backups_in(backups.path()).is_empty(),
+        "no backup of a change that never was"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
+use crate::clients::http::{read_capped, BodyError, BODY_CAP};
 use crate::clients::{tls, NotConfigured};
 use crate::outcome::{refused, ExitCode, Failure};
 
@@ -278,12 +279,7 @@ pub struct Harbor {
 
 impl Harbor {
     pub fn new(settings: HarborSettings) -> Result<Harbor> {
-        let url = url::Url::parse(settings.url.trim()).map_err(|e| {
-            refused(format!(
-                "the Harbor URL {:?} is not a URL ({e}); give it as https://harbor.example.com",
-                settings.url
-            ))
-        })?;
+        let url = crate::clients::http::parse_service_url(&settings.url, "the Harbor URL")?;
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -446,7 +442,11 @@ impl Harbor {
         resp: reqwest::Response,
     ) -> anyhow::Error {
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        // An error body only feeds a message: a small cap is plenty.
+        let body = match read_capped(resp, 64 << 10).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => e.to_string(),
+        };
         let (code, message) = describe_error_body(&body);
         let err = HarborError {
             method: method.to_string(),
@@ -484,10 +484,17 @@ impl Harbor {
         resp: reqwest::Response,
     ) -> Result<T> {
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(method, path, &request_id, e))?;
+        let bytes = read_capped(resp, BODY_CAP).await.map_err(|e| match e {
+            BodyError::Transport(e) => self.transport_error(method, path, &request_id, e),
+            too_large => anyhow::Error::new(HarborError {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: Some(status.as_u16()),
+                code: None,
+                message: too_large.to_string(),
+                request_id: request_id.clone(),
+            }),
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| {
             anyhow::Error::new(HarborError {
                 method: method.to_string(),
@@ -582,7 +589,18 @@ impl Harbor {
         if !resp.status().is_success() {
             return Err(self.failure(&Method::GET, path, rid, resp).await);
         }
-        Ok(resp.text().await.unwrap_or_default())
+        // "Pong": anything long is not Harbor.
+        let body = read_capped(resp, 4 << 10).await.map_err(|e| {
+            anyhow::Error::new(HarborError {
+                method: "GET".into(),
+                path: path.into(),
+                status: Some(200),
+                code: None,
+                message: e.to_string(),
+                request_id: rid.clone(),
+            })
+        })?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `GET /health`: every component's status.

@@ -4,6 +4,8 @@
 //! - `registry_db`: Harbor's PostgreSQL database (`registry`).
 //! - `keycloak`: Keycloak's admin REST API.
 //! - `harbor`: Harbor's REST API and its registry token service.
+//! - `http`: what the HTTP clients share (capped bodies, URLs without
+//!   credentials).
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
 //!   through it, `cluster_harbor` Harbor's URL and admin password.
@@ -11,7 +13,9 @@
 pub mod cluster_db;
 pub mod cluster_harbor;
 pub mod docker_config;
+pub mod error;
 pub mod harbor;
+pub mod http;
 pub mod keycloak;
 pub mod kube;
 pub mod registry_db;

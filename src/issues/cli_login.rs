@@ -592,13 +592,19 @@ impl Repair for CliLoginRepair {
                  fix again to see a fresh plan"
             )));
         }
+        let source = crate::backup::Source {
+            description: format!("Harbor {}", harbor.base_url()),
+            harbor: harbor.systeminfo().await?.external_url,
+            ..Default::default()
+        };
         backups.write(&Backup::new(
             REPAIR,
             SCOPE_KEY,
-            &format!("Harbor {}", harbor.base_url()),
+            source,
             vec![BackupItem::HarborConfig {
                 key: SCOPE_KEY.into(),
                 value: json!(self.seen),
+                after: Some(json!(self.wanted)),
             }],
         ))?;
         let mut change = Map::new();

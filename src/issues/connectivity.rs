@@ -164,7 +164,7 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             return true;
         }
     };
-    match db.harbor_settings().await {
+    match db.stored_config().await {
         Ok(s) => out.notes.push(format!(
             "registry database {}: reachable (auth_mode {})",
             db.describe(),

@@ -885,13 +885,14 @@ impl Repair for MultiAttachRepair {
                     namespace: Some(ns.to_string()),
                     name: name(rs),
                     object: serde_json::to_value(rs)?,
+                    after: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         backups.write(&Backup::new(
             REPAIR,
             &self.subject(),
-            &kube.describe(),
+            kube.describe(),
             items,
         ))?;
         let mut deleted: Vec<String> = vec![];

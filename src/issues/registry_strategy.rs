@@ -243,13 +243,14 @@ impl Repair for RegistryStrategyRepair {
                         "metadata": {"resourceVersion": t.resource_version},
                         "spec": {"strategy": serde_json::to_value(&t.strategy)?},
                     }),
+                    after: Some(json!({"spec": {"strategy": {"type": "Recreate"}}})),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         backups.write(&Backup::new(
             REPAIR,
             &self.subject(),
-            &kube.describe(),
+            kube.describe(),
             items,
         ))?;
         let mut patched: Vec<String> = vec![];

@@ -81,6 +81,8 @@ struct User {
     id: String,
     username: String,
     email: Option<String>,
+    /// Whether the user proved they own `email`: Keycloak's `emailVerified`.
+    email_verified: bool,
     created_ms: i64,
 }
 
@@ -92,7 +94,7 @@ impl User {
             "username": self.username,
             "enabled": true,
             "totp": false,
-            "emailVerified": self.email.is_some(),
+            "emailVerified": self.email_verified,
             "disableableCredentialTypes": [],
             "requiredActions": [],
             "notBefore": 0,
@@ -135,6 +137,11 @@ struct SimState {
     /// Issued admin access tokens and when each expires.
     tokens: HashMap<String, Instant>,
     requests: Vec<KeycloakRequest>,
+    /// A broken Keycloak (or proxy) that always answers the first page.
+    ignore_first: bool,
+    /// Where the token endpoint redirects to, when set (a hostile or
+    /// misconfigured front).
+    token_redirect: Option<String>,
 }
 
 type Shared = Arc<Mutex<SimState>>;
@@ -170,6 +177,7 @@ impl KeycloakSim {
             id: uuid::Uuid::new_v4().to_string(),
             username: admin_user.to_lowercase(),
             email: None,
+            email_verified: false,
             created_ms: chrono::Utc::now().timestamp_millis(),
         };
         master.users.insert(admin.username.clone(), admin);
@@ -182,6 +190,8 @@ impl KeycloakSim {
             realms,
             tokens: HashMap::new(),
             requests: Vec::new(),
+            ignore_first: false,
+            token_redirect: None,
         }));
         let server = tls::serve(router(state.clone()), pki.as_ref()).await?;
         Ok(Self { state, server, pki })
@@ -214,9 +224,23 @@ impl KeycloakSim {
             .or_insert_with(|| Realm::new(lifespans));
     }
 
-    /// Adds (or replaces) a user with a known id, the `sub` Harbor will see.
+    /// Adds (or replaces) a user with a known id, the `sub` Harbor will see;
+    /// an email given here counts as verified.
     /// Panics when the realm does not exist: that is a mistake in the test.
     pub fn add_user(&self, realm: &str, username: &str, email: Option<&str>, id: &str) {
+        self.add_user_verified(realm, username, email, email.is_some(), id)
+    }
+
+    /// [`KeycloakSim::add_user`] with `emailVerified` said explicitly: a
+    /// user who set an address in the account console has not verified it.
+    pub fn add_user_verified(
+        &self,
+        realm: &str,
+        username: &str,
+        email: Option<&str>,
+        verified: bool,
+        id: &str,
+    ) {
         let mut st = self.state.lock();
         let realm = st
             .realms
@@ -226,9 +250,20 @@ impl KeycloakSim {
             id: id.to_string(),
             username: username.to_lowercase(),
             email: email.map(str::to_lowercase),
+            email_verified: verified && email.is_some(),
             created_ms: chrono::Utc::now().timestamp_millis(),
         };
         realm.users.insert(user.username.clone(), user);
+    }
+
+    /// Makes the user list ignore `first`: every page is the first one.
+    pub fn ignore_paging(&self, on: bool) {
+        self.state.lock().ignore_first = on;
+    }
+
+    /// Makes the token endpoint answer 307 to `base` (same path), or stop.
+    pub fn redirect_token_to(&self, base: Option<String>) {
+        self.state.lock().token_redirect = base;
     }
 
     /// Simulates Keycloak being redeployed without its database: every user
@@ -347,6 +382,14 @@ async fn token(
     Form(form): Form<TokenForm>,
 ) -> Response {
     let mut st = state.lock();
+    if let Some(base) = &st.token_redirect {
+        let location = format!("{base}/realms/{realm}/protocol/openid-connect/token");
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
     let Some(master) = st.realms.get(&realm) else {
         return error(StatusCode::NOT_FOUND, "Realm does not exist", None);
     };
@@ -535,7 +578,11 @@ async fn list_users(
     let Some(r) = st.realms.get(&realm) else {
         return realm_not_found();
     };
-    let first = q.first.unwrap_or(0);
+    let first = if st.ignore_first {
+        0
+    } else {
+        q.first.unwrap_or(0)
+    };
     let max = q.max.unwrap_or(DEFAULT_MAX_RESULTS);
     let users: Vec<Value> = r
         .users

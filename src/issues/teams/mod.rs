@@ -490,6 +490,7 @@ fn kube_item<T: serde::Serialize>(
         namespace: Some(namespace.into()),
         name: name.into(),
         object: serde_json::to_value(object)?,
+        after: None,
     })
 }
 

@@ -18,13 +18,18 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::clients::tls;
-use crate::outcome::{refused, ExitCode, Failure};
+use crate::outcome::refused;
+
+pub mod tables;
+mod tx;
+
+pub use tables::{RowChange, TableSpec, TABLES};
+pub use tx::{LockedUser, RepairTx};
 
 /// Any byte stream PostgreSQL's protocol can run over.
 pub trait DbStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -391,7 +396,7 @@ fn db_error(context: &str, e: tokio_postgres::Error) -> anyhow::Error {
 
 /// Harbor's configuration, as stored in the `properties` table.
 #[derive(Debug, Clone, Default)]
-pub struct HarborSettings {
+pub struct StoredConfig {
     pub auth_mode: Option<String>,
     pub oidc_endpoint: Option<String>,
     pub oidc_scope: Option<String>,
@@ -407,8 +412,7 @@ pub struct OidcLink {
     pub email: Option<String>,
     pub user_deleted: bool,
     pub sysadmin: bool,
-    /// The OIDC subject immediately followed by the issuer URL.
-    pub subiss: String,
+    pub subiss: Subiss,
 }
 
 /// A Harbor user account (`harbor_user`).
@@ -421,21 +425,64 @@ pub struct HarborUser {
     pub sysadmin: bool,
 }
 
-/// A user as the identity provider knows them now.
+/// The stored form of an OIDC link's identity, `oidc_user.subiss`: the
+/// `sub` claim immediately followed by the issuer URL, no separator, in a
+/// varchar(255). Only this type builds or splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdpIdentity {
-    pub id: String,
-    pub username: String,
-    pub email: Option<String>,
+pub struct Subiss(String);
+
+/// `oidc_user.subiss` is varchar(255).
+pub const SUBISS_MAX: usize = 255;
+
+impl Subiss {
+    /// The stored value for `sub` at `issuer`; refuses one that would not fit.
+    pub fn new(sub: &str, issuer: &str) -> Result<Subiss> {
+        let v = format!("{sub}{issuer}");
+        if v.chars().count() > SUBISS_MAX {
+            return Err(refused(format!(
+                "the subject plus the issuer is {} characters, but Harbor stores at most {SUBISS_MAX} \
+                 (oidc_user.subiss); check the subject and the issuer ({issuer})",
+                v.chars().count()
+            )));
+        }
+        Ok(Subiss(v))
+    }
+
+    /// A value as read from the database.
+    pub fn stored(v: String) -> Subiss {
+        Subiss(v)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Splits into sub and issuer. Against the current issuer the split is
+    /// exact (with or without a trailing slash, as Harbor stores the token's
+    /// `iss` verbatim); otherwise the issuer is taken to start at the first
+    /// `http://` or `https://` (Keycloak's subs are UUIDs, which never hold one).
+    pub fn split(&self, issuer: &str) -> (String, String) {
+        let subiss = self.0.as_str();
+        for candidate in [issuer.to_string(), format!("{issuer}/")] {
+            if let Some(sub) = subiss.strip_suffix(&candidate) {
+                return (sub.to_string(), candidate);
+            }
+        }
+        let at = ["https://", "http://"]
+            .iter()
+            .filter_map(|p| subiss.find(p))
+            .min();
+        match at {
+            Some(i) => (subiss[..i].to_string(), subiss[i..].to_string()),
+            None => (subiss.to_string(), String::new()),
+        }
+    }
 }
 
-/// How an OIDC link was matched to the identity provider's user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkVsIdp {
-    pub link: OidcLink,
-    pub idp: IdpIdentity,
-    /// `username` or `email`.
-    pub matched_by: String,
+impl std::fmt::Display for Subiss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A user with more than one OIDC link.
@@ -443,32 +490,6 @@ pub struct LinkVsIdp {
 pub struct MultiplyLinkedUser {
     pub user: HarborUser,
     pub link_ids: Vec<i32>,
-}
-
-/// A database row as it was, for backups and restore. `row` is PostgreSQL's
-/// own `row_to_json` of the row, so every value round-trips exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RowImage {
-    pub table: String,
-    pub key_column: String,
-    pub key: i64,
-    pub row: Value,
-}
-
-/// The tables a repair may back up and restore, with their primary keys.
-/// Restore accepts nothing else, so a backup file can never name arbitrary SQL.
-const RESTORABLE_TABLES: &[(&str, &str)] = &[
-    ("harbor_user", "user_id"),
-    ("oidc_user", "id"),
-    ("project_member", "id"),
-    ("properties", "id"),
-];
-
-fn key_column_of(table: &str) -> Option<&'static str> {
-    RESTORABLE_TABLES
-        .iter()
-        .find(|(t, _)| *t == table)
-        .map(|(_, k)| *k)
 }
 
 const LINK_COLUMNS: &str =
@@ -482,7 +503,7 @@ fn link_from_row(r: &tokio_postgres::Row) -> OidcLink {
         email: r.get(3),
         user_deleted: r.get(4),
         sysadmin: r.get(5),
-        subiss: r.get(6),
+        subiss: Subiss::stored(r.get(6)),
     }
 }
 
@@ -535,7 +556,7 @@ impl RegistryDb {
     }
 
     /// Harbor's configuration keys the doctor needs, from `properties`.
-    pub async fn harbor_settings(&self) -> Result<HarborSettings> {
+    pub async fn stored_config(&self) -> Result<StoredConfig> {
         let rows = self
             .query(
                 "reading Harbor's configuration from the properties table",
@@ -548,7 +569,7 @@ impl RegistryDb {
                 ]],
             )
             .await?;
-        let mut s = HarborSettings::default();
+        let mut s = StoredConfig::default();
         for r in rows {
             let k: String = r.get(0);
             let v: String = r.get(1);
@@ -581,63 +602,15 @@ impl RegistryDb {
         Ok(rows.iter().map(link_from_row).collect())
     }
 
-    /// Links of live users that differ from the identity provider's current
-    /// id for the same username (or, when no username matches, the same
-    /// email). One statement for all users: the provider's users travel as
-    /// arrays and are hash-joined.
-    pub async fn links_differing_from_idp(
-        &self,
-        issuer: &str,
-        idp_users: &[IdpIdentity],
-    ) -> Result<Vec<LinkVsIdp>> {
-        let issuer = issuer.trim_end_matches('/');
-        let ids: Vec<&str> = idp_users.iter().map(|u| u.id.as_str()).collect();
-        let names: Vec<&str> = idp_users.iter().map(|u| u.username.as_str()).collect();
-        let emails: Vec<Option<&str>> = idp_users.iter().map(|u| u.email.as_deref()).collect();
+    /// Every link of a live user, for matching against Keycloak in memory
+    /// (one statement, whatever the number of users).
+    pub async fn live_links(&self) -> Result<Vec<OidcLink>> {
         let sql = format!(
-            "WITH idp AS (
-                 SELECT * FROM unnest($2::text[], $3::text[], $4::text[]) AS t(id, username, email)
-             ), links AS (
-                 SELECT {LINK_COLUMNS} FROM oidc_user o JOIN harbor_user u ON u.user_id = o.user_id
-                 WHERE NOT u.deleted
-             )
-             SELECT l.*, coalesce(bn.id, be.id), coalesce(bn.username, be.username),
-                    coalesce(bn.email, be.email),
-                    CASE WHEN bn.id IS NOT NULL THEN 'username' ELSE 'email' END
-             FROM links l
-             LEFT JOIN idp bn ON lower(bn.username) = lower(l.username)
-             LEFT JOIN idp be ON bn.id IS NULL AND l.email IS NOT NULL
-                             AND lower(be.email) = lower(l.email)
-             WHERE coalesce(bn.id, be.id) IS NOT NULL
-               AND l.subiss <> coalesce(bn.id, be.id) || $1
-               AND l.subiss <> coalesce(bn.id, be.id) || $1 || '/'
-             ORDER BY l.username",
-            LINK_COLUMNS =
-                "o.id, o.user_id, u.username, u.email, u.deleted, u.sysadmin_flag, o.subiss"
+            "SELECT {LINK_COLUMNS} FROM oidc_user o JOIN harbor_user u ON u.user_id = o.user_id
+             WHERE NOT u.deleted ORDER BY u.username"
         );
-        let rows = self
-            .query(
-                "comparing OIDC links with Keycloak's users",
-                &sql,
-                &[&issuer, &ids, &names, &emails],
-            )
-            .await?;
-        let mut seen = std::collections::HashSet::new();
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let link = link_from_row(r);
-                seen.insert(link.link_id).then(|| LinkVsIdp {
-                    link,
-                    idp: IdpIdentity {
-                        id: r.get(7),
-                        username: r.get(8),
-                        email: r.get(9),
-                    },
-                    matched_by: r.get(10),
-                })
-            })
-            .collect())
+        let rows = self.query("listing OIDC links", &sql, &[]).await?;
+        Ok(rows.iter().map(link_from_row).collect())
     }
 
     /// Links that still point at soft-deleted users: they hold their
@@ -741,7 +714,8 @@ impl RegistryDb {
     }
 
     /// The link that holds a sub+issuer, if any.
-    pub async fn link_holding(&self, subiss: &str) -> Result<Option<OidcLink>> {
+    pub async fn link_holding(&self, subiss: &Subiss) -> Result<Option<OidcLink>> {
+        let subiss = subiss.as_str();
         let sql = format!(
             "SELECT {LINK_COLUMNS} FROM oidc_user o JOIN harbor_user u ON u.user_id = o.user_id
              WHERE o.subiss = $1"
@@ -752,403 +726,83 @@ impl RegistryDb {
         Ok(rows.first().map(link_from_row))
     }
 
-    /// Starts a repair transaction on a connection of its own. Lock waits
-    /// are bounded by `lock_wait`.
+    /// Starts a repair transaction on a connection of its own. Every
+    /// statement and the COMMIT are bounded by `--timeout`, lock waits by
+    /// `lock_wait`.
     pub async fn begin(&self, lock_wait: Duration) -> Result<RepairTx> {
         let client = self.target.open(self.timeout).await?;
-        let ms = lock_wait.as_millis().max(1);
-        client
-            .batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'"))
+        RepairTx::begin(client, self.timeout, lock_wait, self.describe().to_string()).await
+    }
+
+    /// Which database this is, told by the database itself: the same for a
+    /// port-forward and the Service, different for another installation.
+    pub async fn identity(&self) -> Result<DbIdentity> {
+        // pg_control_system() may be closed to a non-superuser (a
+        // CloudNativePG app user); the name and the admin row's creation
+        // time (written once, by Harbor's first migration) still tell
+        // installations apart.
+        let system_identifier = match self
+            .query(
+                "reading the database's system identifier",
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
             .await
-            .map_err(|e| db_error("starting the repair transaction", e))?;
-        Ok(RepairTx {
-            client,
-            lock_wait,
-            description: self.describe().to_string(),
+        {
+            Ok(rows) => rows.first().map(|r| r.get::<_, String>(0)),
+            Err(e) => {
+                tracing::debug!("no system identifier: {e:#}");
+                None
+            }
+        };
+        let rows = self
+            .query(
+                "reading the database's identity",
+                "SELECT current_database()::text,
+                        (SELECT to_char(creation_time, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')
+                         FROM harbor_user WHERE user_id = 1)",
+                &[],
+            )
+            .await?;
+        Ok(DbIdentity {
+            system_identifier,
+            database: rows[0].get(0),
+            admin_created: rows[0].get(1),
         })
     }
 }
 
-/// One repair's transaction. Dropping it without [`RepairTx::commit`] closes
-/// its connection, and PostgreSQL rolls everything back.
-pub struct RepairTx {
-    client: Client,
-    lock_wait: Duration,
-    description: String,
+/// A registry database's identity, as recorded in backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbIdentity {
+    pub system_identifier: Option<String>,
+    pub database: String,
+    /// When the local admin (user_id 1) was created: once per installation.
+    pub admin_created: Option<String>,
 }
 
-/// How a COMMIT ended when it did not succeed.
-#[derive(Debug)]
-pub enum CommitError {
-    /// The server answered with an error: it rolled back, nothing changed.
-    RolledBack(String),
-    /// The connection broke: the server may or may not have committed.
-    OutcomeUnknown(String),
-}
-
-impl RepairTx {
-    fn step_error(&self, what: &str, e: tokio_postgres::Error) -> anyhow::Error {
-        if let Some(db) = e.as_db_error() {
-            if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
-                return Failure::error(
-                    ExitCode::CannotRun,
-                    format!(
-                        "{what}: the rows are locked by another session (another repair, or Harbor \
-                         itself) and stayed locked for {} ms; nothing was changed. Try again in a minute",
-                        self.lock_wait.as_millis()
-                    ),
-                );
+impl DbIdentity {
+    /// Why `self` (the target) is not `recorded` (a backup's source), or
+    /// None when they are the same database.
+    pub fn differs_from(&self, recorded: &DbIdentity) -> Option<String> {
+        if let (Some(a), Some(b)) = (&self.system_identifier, &recorded.system_identifier) {
+            if a != b {
+                return Some(format!("its system identifier is {a}, the backup's {b}"));
             }
         }
-        if e.is_closed() || e.as_db_error().is_none() {
-            return Failure::error(
-                ExitCode::Incomplete,
-                format!(
-                    "{what}: the connection to the registry database {} broke before the change was \
-                     committed, so PostgreSQL rolled it back and nothing was changed; try again",
-                    self.description
-                ),
-            );
+        if self.database != recorded.database {
+            return Some(format!(
+                "it is database {:?}, the backup's was {:?}",
+                self.database, recorded.database
+            ));
         }
-        db_error(what, e)
-    }
-
-    async fn rows(
-        &self,
-        what: &str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>> {
-        self.client
-            .query(sql, params)
-            .await
-            .map_err(|e| self.step_error(what, e))
-    }
-
-    async fn exec(
-        &self,
-        what: &str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64> {
-        self.client
-            .execute(sql, params)
-            .await
-            .map_err(|e| self.step_error(what, e))
-    }
-
-    /// Locks a user's row, links and memberships (in that order, the same
-    /// order for every repair, so two repairs cannot deadlock) and returns
-    /// their images as they are now, for the backup. None when the user is gone.
-    pub async fn lock_user(&self, user_id: i32) -> Result<Option<(HarborUser, Vec<RowImage>)>> {
-        let rows = self
-            .rows(
-                "locking the user's row",
-                "SELECT user_id, username, email, deleted, sysadmin_flag, row_to_json(t)
-                 FROM harbor_user t WHERE user_id = $1 FOR UPDATE",
-                &[&user_id],
-            )
-            .await?;
-        let Some(r) = rows.first() else {
-            return Ok(None);
-        };
-        let user = user_from_row(r);
-        let mut images = vec![RowImage {
-            table: "harbor_user".into(),
-            key_column: "user_id".into(),
-            key: user_id.into(),
-            row: r.get(5),
-        }];
-        for (table, key, filter) in [
-            ("oidc_user", "id", "user_id = $1"),
-            (
-                "project_member",
-                "id",
-                "entity_type = 'u' AND entity_id = $1",
-            ),
-        ] {
-            let rows = self
-                .rows(
-                    "locking the user's related rows",
-                    &format!("SELECT {key}, row_to_json(t) FROM {table} t WHERE {filter} ORDER BY {key} FOR UPDATE"),
-                    &[&user_id],
-                )
-                .await?;
-            images.extend(rows.iter().map(|r| RowImage {
-                table: table.into(),
-                key_column: key.into(),
-                key: r.get::<_, i32>(0).into(),
-                row: r.get(1),
-            }));
+        if self.admin_created != recorded.admin_created {
+            return Some(format!(
+                "its admin account was created at {}, the backup's at {}",
+                self.admin_created.as_deref().unwrap_or("?"),
+                recorded.admin_created.as_deref().unwrap_or("?")
+            ));
         }
-        Ok(Some((user, images)))
+        None
     }
-
-    /// Names of live projects the user owns, read inside the transaction.
-    pub async fn projects_owned_by(&self, user_id: i32) -> Result<Vec<String>> {
-        let rows = self
-            .rows(
-                "listing the user's projects",
-                "SELECT name FROM project WHERE owner_id = $1 AND NOT deleted ORDER BY name FOR SHARE",
-                &[&user_id],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Who holds a sub+issuer now, read inside the transaction.
-    pub async fn link_holding(&self, subiss: &str) -> Result<Option<(i32, i32)>> {
-        let rows = self
-            .rows(
-                "checking who holds the new subject",
-                "SELECT id, user_id FROM oidc_user WHERE subiss = $1",
-                &[&subiss],
-            )
-            .await?;
-        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
-    }
-
-    /// Points an OIDC link at a new sub+issuer.
-    pub async fn relink(&self, link_id: i32, new_subiss: &str) -> Result<()> {
-        let n = self
-            .exec(
-                "updating the OIDC link",
-                "UPDATE oidc_user SET subiss = $2 WHERE id = $1",
-                &[&link_id, &new_subiss],
-            )
-            .await?;
-        anyhow::ensure!(
-            n == 1,
-            "the OIDC link {link_id} disappeared during the repair"
-        );
-        Ok(())
-    }
-
-    /// Deletes a user the way Harbor 2.4+ does: memberships and links go,
-    /// username and email become `<old>#<id>` (cut to fit 255 characters),
-    /// deleted = true. For a user already deleted only the leftovers go.
-    pub async fn soft_delete_user(&self, user_id: i32, already_deleted: bool) -> Result<()> {
-        self.delete_memberships_and_links(user_id).await?;
-        if !already_deleted {
-            self.exec(
-                "renaming and marking the user deleted",
-                "UPDATE harbor_user SET
-                     username = left(username, 255 - length('#' || user_id)) || '#' || user_id,
-                     email = CASE WHEN email IS NULL THEN NULL
-                                  ELSE left(email, 255 - length('#' || user_id)) || '#' || user_id END,
-                     deleted = true
-                 WHERE user_id = $1",
-                &[&user_id],
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Hard-deletes a user's memberships, links and row. The caller has
-    /// checked that they own no project; the foreign key would refuse anyway.
-    pub async fn hard_delete_user(&self, user_id: i32) -> Result<()> {
-        self.delete_memberships_and_links(user_id).await?;
-        self.exec(
-            "deleting the user row",
-            "DELETE FROM harbor_user WHERE user_id = $1",
-            &[&user_id],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_memberships_and_links(&self, user_id: i32) -> Result<()> {
-        self.exec(
-            "deleting the user's project memberships",
-            "DELETE FROM project_member WHERE entity_type = 'u' AND entity_id = $1",
-            &[&user_id],
-        )
-        .await?;
-        self.exec(
-            "deleting the user's OIDC links",
-            "DELETE FROM oidc_user WHERE user_id = $1",
-            &[&user_id],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Locks the row an image came from, if it still exists, and returns its
-    /// current image.
-    pub async fn lock_current(&self, image: &RowImage) -> Result<Option<Value>> {
-        let key_column = restorable(image)?;
-        let rows = self
-            .rows(
-                "locking the row to restore",
-                &format!(
-                    "SELECT row_to_json(t) FROM {} t WHERE {key_column} = $1 FOR UPDATE",
-                    image.table
-                ),
-                &[&(image.key as i32)],
-            )
-            .await?;
-        Ok(rows.first().map(|r| r.get(0)))
-    }
-
-    /// Which other rows hold a unique value that restoring `image` needs,
-    /// described for people. Empty when the restore can go ahead.
-    pub async fn clashes(&self, image: &RowImage) -> Result<Vec<String>> {
-        let key_column = restorable(image)?;
-        let key = image.key as i32;
-        let get = |c: &str| image.row.get(c).cloned().unwrap_or(Value::Null);
-        let mut clashes = vec![];
-        // The single-column unique constraints of the restorable tables;
-        // table and column names come from these lists, never from the file.
-        let unique: &[&str] = match image.table.as_str() {
-            "harbor_user" => &["username", "email"],
-            "oidc_user" => &["subiss"],
-            "properties" => &["k"],
-            _ => &[],
-        };
-        for column in unique {
-            let Value::String(v) = get(column) else {
-                continue;
-            };
-            let sql = format!(
-                "SELECT {key_column} FROM {} WHERE {column} = $1 AND {key_column} <> $2",
-                image.table
-            );
-            let rows = self.rows("checking for clashes", &sql, &[&v, &key]).await?;
-            for r in rows {
-                let other: i32 = r.get(0);
-                clashes.push(format!(
-                    "{}.{column} {v:?} is now used by another row ({key_column} {other}), created or changed since the backup",
-                    image.table
-                ));
-            }
-        }
-        if image.table == "project_member" {
-            let (Some(p), Some(e), Some(t)) = (
-                get("project_id").as_i64(),
-                get("entity_id").as_i64(),
-                get("entity_type").as_str().map(str::to_string),
-            ) else {
-                return Ok(clashes);
-            };
-            let rows = self
-                .rows(
-                    "checking for clashes",
-                    "SELECT id FROM project_member WHERE project_id = $1 AND entity_id = $2
-                       AND entity_type = $3 AND id <> $4",
-                    &[&(p as i32), &(e as i32), &t, &key],
-                )
-                .await?;
-            for r in rows {
-                clashes.push(format!(
-                    "project_member: the membership of entity {e} in project {p} was created again since the backup (id {})",
-                    r.get::<_, i32>(0)
-                ));
-            }
-        }
-        Ok(clashes)
-    }
-
-    /// Puts a row back exactly as imaged (update_time aside, which the
-    /// table's trigger sets on UPDATE): updated in place when the row
-    /// exists, inserted with its old key when it was deleted.
-    pub async fn restore_row(&self, image: &RowImage, exists: bool) -> Result<()> {
-        let key_column = restorable(image)?;
-        let columns = self.columns_of(&image.table).await?;
-        let present: Vec<&String> = columns
-            .iter()
-            .filter(|c| image.row.get(c.as_str()).is_some())
-            .collect();
-        let list = present
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = if exists {
-            format!(
-                "UPDATE {table} SET ({list}) = (SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json))
-                 WHERE {key_column} = $2",
-                table = image.table
-            )
-        } else {
-            format!(
-                "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_record(NULL::{table}, $1::text::json)
-                 WHERE $2::int IS NOT NULL",
-                table = image.table
-            )
-        };
-        let json = image.row.to_string();
-        let n = self
-            .exec("restoring a row", &sql, &[&json, &(image.key as i32)])
-            .await?;
-        anyhow::ensure!(
-            n == 1,
-            "restoring {} {}={} touched {n} rows",
-            image.table,
-            key_column,
-            image.key
-        );
-        Ok(())
-    }
-
-    async fn columns_of(&self, table: &str) -> Result<Vec<String>> {
-        let rows = self
-            .rows(
-                "reading the table's columns",
-                "SELECT column_name FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-                &[&table],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Re-reads an image of a row after a change (None when it is gone).
-    pub async fn current(&self, table: &str, key: i64) -> Result<Option<Value>> {
-        let key_column =
-            key_column_of(table).ok_or_else(|| anyhow!("table {table} is not restorable"))?;
-        let rows = self
-            .rows(
-                "reading a row",
-                &format!("SELECT row_to_json(t) FROM {table} t WHERE {key_column} = $1"),
-                &[&(key as i32)],
-            )
-            .await?;
-        Ok(rows.first().map(|r| r.get(0)))
-    }
-
-    /// Commits. A COMMIT whose answer never arrives has an unknown outcome,
-    /// which the caller must report as such.
-    pub async fn commit(self) -> Result<(), CommitError> {
-        match self.client.batch_execute("COMMIT").await {
-            Ok(()) => Ok(()),
-            Err(e) if e.as_db_error().is_some() => Err(CommitError::RolledBack(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_default(),
-            )),
-            Err(e) => Err(CommitError::OutcomeUnknown(e.to_string())),
-        }
-    }
-
-    /// Rolls back explicitly (dropping does the same, less politely).
-    pub async fn rollback(self) {
-        let _ = self.client.batch_execute("ROLLBACK").await;
-    }
-}
-
-fn restorable(image: &RowImage) -> Result<&'static str> {
-    let key = key_column_of(&image.table).ok_or_else(|| {
-        refused(format!(
-            "the backup names table {:?}, which harbor-doctor never changes",
-            image.table
-        ))
-    })?;
-    if key != image.key_column {
-        return Err(refused(format!(
-            "the backup names {} as the key of {}, but its key is {key}",
-            image.key_column, image.table
-        )));
-    }
-    Ok(key)
 }

@@ -1,0 +1,87 @@
+//! SIGINT and SIGTERM while a repair runs.
+//!
+//! Killing the process in the middle of a repair would be safe for the
+//! database (PostgreSQL rolls back a transaction whose connection closes)
+//! but could leave a half-written backup, or end without saying where the
+//! backup is. So while a repair runs, the first signal only asks it to
+//! stop: the step in progress finishes (the transaction commits or rolls
+//! back whole), the runner prints the backup path and stops before the
+//! next step. A second signal ends the process at once, after any backup
+//! write in progress has finished, still printing the backup path.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static WRITES_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+static BACKUP: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Whether a stop was asked for since the repair started.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Remembers the backup's path, so that even a forced exit prints it.
+pub fn backup_written(path: &std::path::Path) {
+    *BACKUP.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
+}
+
+/// Held while a file is being written: a forced exit waits for it, so no
+/// temporary file is left behind.
+pub struct Deferred(());
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        WRITES_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub fn defer() -> Deferred {
+    WRITES_IN_PROGRESS.fetch_add(1, Ordering::SeqCst);
+    Deferred(())
+}
+
+/// Starts catching SIGINT and SIGTERM for the rest of the process (a
+/// repair's run). Must be called inside the tokio runtime.
+pub fn catch_during_repair() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "Interrupted: finishing the step in progress (the transaction commits or rolls back whole), \
+                     then stopping. Press Ctrl-C again to stop at once."
+                );
+                continue;
+            }
+            // Bounded: a write that never ends must not keep the process.
+            for _ in 0..200 {
+                if WRITES_IN_PROGRESS.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let backup = BACKUP.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match backup {
+                Some(p) => eprintln!(
+                    "Stopped at once. Backup: {}. Whether the change committed: run `harbor-doctor diagnose` \
+                     to see the state.",
+                    p.display()
+                ),
+                None => eprintln!("Stopped at once, before any backup was written: nothing was changed."),
+            }
+            std::process::exit(crate::outcome::ExitCode::Incomplete.code());
+        }
+    });
+}
