@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use harbor_doctor_sim::faults::CutProxy;
+use harbor_doctor_sim::faults::{CutProxy, PauseProxy};
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
 
@@ -15,12 +15,16 @@ fn db_addr(reg: &Registry) -> SocketAddr {
     format!("{}:{}", reg.db.host, reg.db.port).parse().unwrap()
 }
 
-/// The registry URL, but through `proxy`.
-fn via(reg: &Registry, proxy: &CutProxy) -> String {
+/// The registry URL, but through a proxy at `proxy`.
+fn via_addr(reg: &Registry, proxy: SocketAddr) -> String {
     reg.db.url.replace(
         &format!("{}:{}", reg.db.host, reg.db.port),
-        &proxy.addr.to_string(),
+        &proxy.to_string(),
     )
+}
+
+fn via(reg: &Registry, proxy: &CutProxy) -> String {
+    via_addr(reg, proxy.addr)
 }
 
 async fn fix_alice(reg: &Registry, backups: &std::path::Path, url: &str) -> std::process::Output {
@@ -263,4 +267,108 @@ async fn a_diagnosis_that_outlives_the_timeout_is_an_error_for_that_check() {
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["checks"][0]["status"], "error");
     assert_eq!(doc["summary"]["error"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_added_while_a_delete_runs_is_neither_deleted_nor_lost() {
+    // The race: the repair locked bob's rows and wrote nothing yet; another
+    // session adds a membership for bob; the repair's DELETE must not take
+    // it (it is in no backup), so the repair rolls back, exit 3.
+    let reg = Registry::new().await;
+    let bob = reg.oidc_user("bob", "b-sub", OLD_ISSUER).await;
+    let p1 = reg.add_project("p1", 1).await;
+    let p2 = reg.add_project("p2", 1).await;
+    reg.add_member(p1, bob, 2).await;
+    let backups = tempfile::tempdir().unwrap();
+    let proxy = PauseProxy::start(db_addr(&reg), b"DELETE FROM project_member")
+        .await
+        .unwrap();
+    let url = via_addr(&reg, proxy.addr);
+    let mut cmd = doctor(&reg, backups.path());
+    cmd.env("HARBOR_DATABASE_URL", &url).args([
+        "fix",
+        "oidc-conflict",
+        "--user",
+        "bob",
+        "--strategy",
+        "soft-delete",
+        "--yes",
+    ]);
+    let fix = tokio::spawn(run(cmd));
+    tokio::time::timeout(std::time::Duration::from_secs(60), proxy.wait_held())
+        .await
+        .expect("the repair reaches its DELETE");
+    reg.add_member(p2, bob, 2).await;
+    let before = reg.snapshot().await;
+    proxy.release();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(60), fix)
+        .await
+        .expect("the repair ends")
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("added while the repair ran"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        reg.snapshot().await,
+        before,
+        "both memberships and the user are as they were"
+    );
+    assert!(
+        backups_in(backups.path()).is_empty(),
+        "no backup of a change that never was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_connection_is_bounded_by_the_timeout_and_releases_the_locks() {
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let before = reg.snapshot().await;
+    // Held forever: the connection freezes after the locks were taken.
+    let proxy = PauseProxy::start(db_addr(&reg), b"UPDATE oidc_user")
+        .await
+        .unwrap();
+    let mut cmd = doctor(&reg, backups.path());
+    cmd.env("HARBOR_DATABASE_URL", via_addr(&reg, proxy.addr))
+        .env("HARBOR_DOCTOR_TIMEOUT", "2")
+        .args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ]);
+    // A generous outer bound: a regression fails here instead of hanging.
+    let o = tokio::time::timeout(std::time::Duration::from_secs(60), run(cmd))
+        .await
+        .expect("the repair ends on its own --timeout");
+    assert_exit(&o, 3);
+    // Whichever bound fires first, the server's or the client's, says so.
+    let err = stderr(&o);
+    assert!(
+        err.contains("did not answer within 2 s") || err.contains("waited 2 s (--timeout)"),
+        "{err}"
+    );
+    // The server ends the idle transaction itself: alice's rows can be
+    // locked again, and nothing changed.
+    reg.sql
+        .batch_execute("SET lock_timeout = '30s'")
+        .await
+        .unwrap();
+    reg.sql
+        .execute(
+            "SELECT 1 FROM harbor_user WHERE user_id = $1 FOR UPDATE",
+            &[&alice],
+        )
+        .await
+        .expect("the frozen repair's locks are released");
+    assert_eq!(reg.snapshot().await, before);
+    assert!(backups_in(backups.path()).is_empty());
+    proxy.release();
 }

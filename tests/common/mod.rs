@@ -177,6 +177,8 @@ pub fn bare_doctor_process() -> std::process::Command {
     for var in DOCTOR_ENV {
         cmd.env_remove(var);
     }
+    // The backup seal key lives in the state directory under HOME.
+    cmd.env_remove("XDG_STATE_HOME");
     cmd.env("HOME", std::env::temp_dir());
     cmd
 }

@@ -82,3 +82,99 @@ async fn relay(
     let _ = down.await;
     Ok(())
 }
+
+/// A TCP proxy that holds a connection at the moment the client sends a
+/// given byte pattern: the matching data is not forwarded until
+/// [`PauseProxy::release`] (or never, for a frozen connection). Used to
+/// open a race window deterministically (another session writes while a
+/// repair is held just before its DELETE), or to freeze a connection
+/// after the repair took its locks.
+pub struct PauseProxy {
+    pub addr: SocketAddr,
+    held: Arc<tokio::sync::Notify>,
+    holds: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl PauseProxy {
+    pub async fn start(upstream: SocketAddr, pattern: &[u8]) -> Result<PauseProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let held = Arc::new(tokio::sync::Notify::new());
+        let holds = Arc::new(AtomicUsize::new(0));
+        let (release, _) = tokio::sync::watch::channel(false);
+        let release = Arc::new(release);
+        let pattern = pattern.to_vec();
+        let (h, n, r) = (held.clone(), holds.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (pattern, h, n, r) = (pattern.clone(), h.clone(), n.clone(), r.subscribe());
+                tokio::spawn(async move {
+                    let _ = hold_relay(client, upstream, &pattern, h, n, r).await;
+                });
+            }
+        });
+        Ok(PauseProxy {
+            addr,
+            held,
+            holds,
+            release,
+        })
+    }
+
+    /// Waits until a connection is held at the pattern.
+    pub async fn wait_held(&self) {
+        loop {
+            let notified = self.held.notified();
+            if self.holds.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Lets every held connection go on, and all later ones pass.
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+async fn hold_relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    pattern: &[u8],
+    held: Arc<tokio::sync::Notify>,
+    holds: Arc<AtomicUsize>,
+    mut release: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let down = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let _ = cw.shutdown().await;
+    });
+    let mut tail: Vec<u8> = vec![];
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut passed = false;
+    loop {
+        let n = cr.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let mut window = tail.clone();
+        window.extend_from_slice(&buf[..n]);
+        if !passed && window.windows(pattern.len()).any(|w| w == pattern) {
+            holds.fetch_add(1, Ordering::SeqCst);
+            held.notify_waiters();
+            let _ = release.wait_for(|go| *go).await;
+            passed = true;
+        }
+        sw.write_all(&buf[..n]).await?;
+        let keep = pattern.len().saturating_sub(1).min(window.len());
+        tail = window[window.len() - keep..].to_vec();
+    }
+    let _ = sw.shutdown().await;
+    let _ = down.await;
+    Ok(())
+}

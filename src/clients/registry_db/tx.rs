@@ -146,6 +146,16 @@ impl RepairTx {
                     ),
                 );
             }
+            if *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT {
+                return failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what}: the database ended the transaction after it waited {} s (--timeout) for the \
+                         doctor's next statement: the connection stalled on the way",
+                        self.deadline.as_secs()
+                    ),
+                );
+            }
             let kind = if [
                 SqlState::UNIQUE_VIOLATION,
                 SqlState::FOREIGN_KEY_VIOLATION,
