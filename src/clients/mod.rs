@@ -5,12 +5,14 @@
 //! - `keycloak`: Keycloak's admin REST API.
 //! - `harbor`: Harbor's REST API and its registry token service.
 //! - `docker_config`: the docker CLI's config file and credential helpers.
+//! - `files`: every file the doctor opens itself (regular, size-capped).
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
 //!   through it, `cluster_harbor` Harbor's URL and admin password.
 
 pub mod cluster_db;
 pub mod cluster_harbor;
 pub mod docker_config;
+pub mod files;
 pub mod harbor;
 pub mod keycloak;
 pub mod kube;
