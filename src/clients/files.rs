@@ -42,7 +42,7 @@ pub enum FileError {
     NotFound { path: PathBuf },
     #[error(
         "{} is {kind}, not a regular file; harbor-doctor reads only regular files (a FIFO could hang it \
-         and a device could feed it without end). Point it at the file itself",
+         and a device could feed it without end). Use a regular file instead",
         path.display()
     )]
     NotRegular { path: PathBuf, kind: &'static str },

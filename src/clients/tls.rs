@@ -20,8 +20,9 @@ pub fn install_crypto_provider() {
 pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     if let Some(path) = ca_file {
+        // The file error names the path.
         let pem = files::read_regular_file(path, files::CA_BUNDLE_CAP)
-            .with_context(|| format!("reading the CA certificate file {}", path.display()))?;
+            .context("cannot use the CA certificate file")?;
         add_pem(&mut roots, &pem)
             .with_context(|| format!("reading the CA certificate file {}", path.display()))?;
         return Ok(roots);
