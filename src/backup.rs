@@ -24,16 +24,17 @@
 //! (`crate::signals`) lets a write in progress finish before the process
 //! ends, so no `.tmp` file is left behind.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::clients::files::RegularFile;
 use crate::clients::registry_db::{DbIdentity, RegistryDb, RowChange};
 use crate::outcome::refused;
 
@@ -217,61 +218,31 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Opens a file the doctor itself keeps (a backup, the key) and reads it,
-/// refusing what is not a private regular file of this user. O_NOFOLLOW
-/// and O_NONBLOCK: a symlink or a FIFO put in its place is refused instead
-/// of followed or waited on.
+/// Reads a file the doctor itself keeps (a backup, the key), refusing
+/// what is not a private regular file of this user: a symlink, a FIFO or
+/// a device put in its place, or a file others could have written.
 fn read_private_file(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            refused(format!(
-                "cannot open the {what} {}: {e} (a symbolic link is not followed); nothing was changed",
-                path.display()
-            ))
-        })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    let problem = if !meta.file_type().is_file() {
-        Some("it is not a regular file".to_string())
-    } else if meta.uid() != effective_uid() {
-        Some(format!(
-            "it belongs to uid {}, not to the user running the doctor",
-            meta.uid()
-        ))
-    } else if mode & 0o066 != 0 {
-        Some(format!(
-            "other users can read or write it (mode {mode:o}); backups are written 0600"
-        ))
-    } else if meta.len() > cap {
-        Some(format!(
-            "it is {} bytes, more than any {what} the doctor writes",
-            meta.len()
-        ))
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        return Err(refused(format!(
+    let untrusted = |problem: String| {
+        refused(format!(
             "the {what} {} is not trusted: {problem}. Nothing was changed",
             path.display()
+        ))
+    };
+    let file = RegularFile::open_no_follow(path, cap).map_err(|e| untrusted(e.to_string()))?;
+    let meta = file.metadata();
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.uid() != effective_uid() {
+        return Err(untrusted(format!(
+            "it belongs to uid {}, not to the user running the doctor",
+            meta.uid()
         )));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() as u64 > cap {
-        return Err(refused(format!(
-            "the {what} {} grew while it was read; nothing was changed",
-            path.display()
+    if mode & 0o066 != 0 {
+        return Err(untrusted(format!(
+            "other users can read or write it (mode {mode:o}); backups are written 0600"
         )));
     }
-    Ok(bytes)
+    file.read_all(cap).map_err(|e| untrusted(e.to_string()))
 }
 
 /// The seal key, created on first use. `create` is false for restore: a

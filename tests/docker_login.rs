@@ -532,3 +532,274 @@ async fn the_printed_command_logs_in_without_showing_the_password() {
     );
     team.finish().await;
 }
+
+// Files and helper processes the doctor does not control: each is bounded
+// (regular files only, size caps, --timeout for helpers and what they
+// start), and each refusal leaves the docker config as it was.
+
+/// Generous: a regression fails here instead of hanging CI.
+const TEST_BOUND: Duration = Duration::from_secs(120);
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Whether `pid` is gone: no such process, or a zombie (dead, waiting for
+/// whoever adopted it to reap it).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_is_a_fifo_or_a_device_is_refused_without_hanging() {
+    let team = Team::new().await;
+    let path = team.config_path();
+    mkfifo(&path);
+    let fifo_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(&path).unwrap());
+    let mut c = team.doctor(&[]);
+    c.timeout(TEST_BOUND);
+    let o = run(c).await;
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("FIFO") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), fifo_ino);
+
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let mut c = team.doctor(&[]);
+    c.timeout(TEST_BOUND);
+    let o = run(c).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("character device"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_link(&path).unwrap(), Path::new("/dev/zero"));
+    assert_eq!(team.token_requests(&team.push_user), 0, "refused first");
+    team.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_config_is_refused_and_left_untouched() {
+    let team = Team::new().await;
+    // Valid JSON, just far larger than any docker config.
+    let before = format!("{{\"x-padding\": \"{}\"}}", "a".repeat(5 << 20));
+    team.write_config(&before);
+    let o = run(team.doctor(&[])).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("larger than 4 MiB"), "{}", stderr(&o));
+    assert!(team.config() == before, "the config changed");
+    assert_eq!(team.token_requests(&team.push_user), 0);
+    team.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_helper_is_stopped_with_everything_it_started() {
+    let team = Team::new().await;
+    let before = "{\"credsStore\": \"stuck\"}";
+    team.write_config(before);
+    let pids = team.dir.path().join("pids");
+    let program = team.bin().join("docker-credential-stuck");
+    // The child keeps the helper's stdout and stderr open, as an agent it
+    // starts would.
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nsleep 100000 &\necho \"$$ $!\" > '{}.tmp'\nmv '{0}.tmp' '{0}'\nsleep 100000\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = team.doctor(&[]);
+    c.env("HARBOR_DOCTOR_TIMEOUT", "5").timeout(TEST_BOUND);
+    let o = run(c).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("did not finish within 5 s"),
+        "{}",
+        stderr(&o)
+    );
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .expect("the helper started")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    // SIGKILL was sent before the doctor exited; the kernel finishes it
+    // on its own time, so look again for a while before calling it alive.
+    for pid in &pids {
+        let mut tries = 0;
+        while !gone(*pid) && tries < 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tries += 1;
+        }
+        assert!(gone(*pid), "process {pid} of the helper is still running");
+    }
+    assert_eq!(team.config(), before);
+    assert_no_secret(&o, &team);
+    team.finish().await;
+}
+
+/// Decoders that take any run of base64: a slice out of a longer encoding
+/// has no padding and may end in stray bits.
+fn lenient_base64() -> [base64::engine::GeneralPurpose; 2] {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    [
+        GeneralPurpose::new(&base64::alphabet::STANDARD, config),
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, config),
+    ]
+}
+
+/// Every way a reader could find `secret` in `text`: as it is, and decoded
+/// from every run of base64 (any alignment, standard or URL-safe) or of
+/// percent-encoding, across line breaks.
+#[track_caller]
+fn assert_secret_absent(text: &str, secret: &str) {
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(!squeezed.contains(secret), "plain secret in {text}");
+    let bytes = squeezed.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    assert!(
+        !String::from_utf8_lossy(&decoded).contains(secret),
+        "URL-encoded secret in {text}"
+    );
+    for run in squeezed.split(|c: char| !(c.is_ascii_alphanumeric() || "+/-_".contains(c))) {
+        for skip in 0..4 {
+            let run = run.get(skip..).unwrap_or("");
+            let run = &run[..run.len() - usize::from(run.len() % 4 == 1)];
+            for engine in &lenient_base64() {
+                if let Ok(d) = engine.decode(run) {
+                    assert!(
+                        !String::from_utf8_lossy(&d).contains(secret),
+                        "base64 of the secret in {text}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_echoing_its_input_encoded_never_shows_the_secret() {
+    let team = Team::new().await;
+    let before = "{\"credsStore\": \"echo\"}";
+    team.write_config(before);
+    let program = team.bin().join("docker-credential-echo");
+    for (encoding, body) in [
+        ("plain", "cat >&2"),
+        ("base64, wrapped", "base64 >&2"),
+        ("base64", "base64 | tr -d '\\n' >&2"),
+        ("URL-safe base64", "base64 | tr -d '\\n=' | tr '+/' '-_'"),
+        (
+            "URL-encoded",
+            "od -An -v -tx1 | tr -d ' \\n' | sed 's/../%&/g' >&2",
+        ),
+    ] {
+        std::fs::write(
+            &program,
+            format!("#!/bin/sh\necho 'cannot store:' >&2\n{body}\nexit 1\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = team.doctor(&[]);
+        c.timeout(TEST_BOUND);
+        let o = run(c).await;
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains("docker-credential-echo refused to store the credentials (exit 1)"),
+            "{encoding}: {}",
+            stderr(&o)
+        );
+        assert_no_secret(&o, &team);
+        for text in [stdout(&o), stderr(&o)] {
+            assert_secret_absent(&text, ROBOT_SECRET);
+        }
+        assert_eq!(team.config(), before, "{encoding}");
+    }
+    team.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_that_is_a_fifo_or_a_device_is_reported_without_hanging() {
+    let team = Team::new().await;
+    let fifo = team.dir.path().join("kube-fifo");
+    mkfifo(&fifo);
+    let zero = team.dir.path().join("kube-zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    // docker-login with --kubeconfig: refused before the docker config is
+    // written.
+    let mut c = bare_doctor();
+    c.env("DOCKER_CONFIG", team.dir.path().join("docker"))
+        .env("HARBOR_URL", team.harbor.url())
+        .arg("--kubeconfig")
+        .arg(&fifo)
+        .args(["docker-login", "--team", "demo"])
+        .timeout(TEST_BOUND);
+    let o = run(c).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("kubeconfig") && stderr(&o).contains("FIFO"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!team.config_path().exists());
+    // diagnose with KUBECONFIG listing a good file and a bad one.
+    for bad in [&fifo, &zero] {
+        let list = format!("{}:{}", team.kubeconfig().display(), bad.display());
+        let mut c = bare_doctor();
+        c.env("KUBECONFIG", &list)
+            .env("HARBOR_DOCTOR_TIMEOUT", "20")
+            .args(["diagnose", "connectivity", "-o", "json"])
+            .timeout(TEST_BOUND);
+        let o = run(c).await;
+        assert_exit(&o, 1);
+        let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let cluster = doc["checks"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["subject"] == "cluster")
+            .unwrap_or_else(|| panic!("no cluster finding: {doc:#}"))
+            .clone();
+        let summary = cluster["summary"].as_str().unwrap();
+        assert!(
+            summary.contains(&bad.display().to_string()) && summary.contains("not a regular file"),
+            "{summary}"
+        );
+    }
+    assert!(!team.config_path().exists());
+    team.finish().await;
+}

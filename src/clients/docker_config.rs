@@ -29,8 +29,9 @@ use std::time::Duration;
 use anyhow::Result;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::clients::files;
 use crate::outcome::refused;
 
 /// Where a registry host's credentials are kept.
@@ -96,17 +97,12 @@ impl DockerConfig {
     /// Reads the config at `path`. A missing file is an empty config, as for
     /// the docker CLI; an unreadable or invalid one is refused.
     pub fn load(path: &Path) -> Result<DockerConfig> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
+        let text = match files::read_regular_file_if_exists(path, files::DOCKER_CONFIG_CAP) {
+            Ok(Some(bytes)) => Some(String::from_utf8(bytes).map_err(|_| {
                 invalid(path, "it is not UTF-8 text, so it is not JSON".to_string())
             })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(refused(format!(
-                    "cannot read the docker config {}: {e}",
-                    path.display()
-                )))
-            }
+            Ok(None) => None,
+            Err(e) => return Err(unreadable(&e)),
         };
         let mut config = DockerConfig {
             path: path.to_path_buf(),
@@ -233,6 +229,13 @@ impl DockerConfig {
     }
 }
 
+fn unreadable(e: &files::FileError) -> anyhow::Error {
+    refused(format!(
+        "cannot use the docker config: {e}. Nothing was changed; `harbor-doctor docker-login --print` \
+         prints a command that logs in without harbor-doctor reading it"
+    ))
+}
+
 fn invalid(path: &Path, what: String) -> anyhow::Error {
     refused(format!(
         "the docker config {} is not a valid docker config: {what}. It was left untouched; fix it or move \
@@ -287,12 +290,12 @@ fn write_atomically(path: &Path, text: &str, expected: Option<&str>) -> Result<(
         file.write_all(text.as_bytes()).map_err(cannot)?;
         file.sync_all().map_err(cannot)?;
         drop(file);
-        let now = match std::fs::read_to_string(&target) {
-            Ok(t) if !t.trim().is_empty() => Some(t),
-            Ok(_) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(cannot(e)),
-        };
+        let now = match files::read_regular_file_if_exists(&target, files::DOCKER_CONFIG_CAP) {
+            Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(None) => None,
+            Err(e) => return Err(unreadable(&e)),
+        }
+        .filter(|t| !t.trim().is_empty());
         let expected = expected.filter(|t| !t.trim().is_empty());
         if now.as_deref() != expected {
             return Err(refused(format!(
@@ -359,9 +362,20 @@ fn find_in_path(program: &str, path_var: Option<OsString>) -> Option<PathBuf> {
         })
 }
 
+/// Each of a helper's stdout and stderr is kept up to this many bytes. The
+/// rest is read and dropped, so a helper that writes without end neither
+/// grows the doctor nor blocks on a full pipe (it then meets the timeout).
+const HELPER_OUTPUT_CAP: usize = 1 << 20;
+
+/// How many characters of a helper's output a message shows: enough for
+/// any error a helper means to print, not a screenful of whatever it dumped.
+const HELPER_OUTPUT_SHOWN: usize = 300;
+
 /// Hands credentials to a helper program's `store` command, as the docker
-/// CLI does. Whatever the helper prints is shown only with the secret cut
-/// out of it.
+/// CLI does. The helper runs in its own process group, bounded by
+/// `timeout`: past it, the helper and every process it started are killed.
+/// Whatever the helper prints is shown only with every form of the secret
+/// cut out of it, or not at all (see `scrub`).
 pub async fn store_with_helper(
     program: &Path,
     server_url: &str,
@@ -375,64 +389,299 @@ pub async fn store_with_helper(
         "Username": username,
         "Secret": secret,
     }))?;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut child = tokio::process::Command::new(program)
         .arg("store")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, so that what it starts (a prompt, an agent that
+        // keeps our pipes open) can be found and killed with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| refused(format!("cannot run the credential helper {shown}: {e}")))?;
+    // Declared after `child`, so dropped before it: a cancelled run kills
+    // the group while the unreaped leader still holds the group's id.
+    let mut group = ProcessGroup(child.id().map(|pid| pid as libc::pid_t));
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let run = async {
-        // A helper that exits without reading its input shows up in its exit
-        // status; a broken pipe here says nothing more.
-        let _ = stdin.write_all(&payload).await;
-        drop(stdin);
-        child.wait_with_output().await
-    };
-    let output = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
-            return Err(refused(format!(
-                "the credential helper {shown} failed to run: {e}"
-            )))
-        }
-        Err(_) => {
-            return Err(refused(format!(
-                "the credential helper {shown} did not finish within {} s (it may be waiting for a \
-                 keychain prompt); the credentials were not stored",
-                timeout.as_secs()
-            )))
-        }
-    };
-    if !output.status.success() {
-        let said = [output.stdout, output.stderr]
-            .iter()
-            .map(|b| String::from_utf8_lossy(b).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" / ");
-        let said = if secret.is_empty() {
-            said
-        } else {
-            said.replace(secret, "<secret>")
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut status = None;
+    let mut io_done = false;
+    {
+        // Writing and both reads run together: a helper that prints before
+        // it reads its input cannot deadlock with us.
+        let io = async {
+            let feed = async move {
+                // A helper that exits without reading its input shows up in
+                // its exit status; a broken pipe here says nothing more.
+                let _ = stdin.write_all(&payload).await;
+            };
+            tokio::join!(
+                feed,
+                read_capped(stdout, &mut out),
+                read_capped(stderr, &mut err)
+            );
         };
-        let code = output
-            .status
+        tokio::pin!(io);
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
+        while status.is_none() || !io_done {
+            tokio::select! {
+                s = child.wait(), if status.is_none() => status = Some(s),
+                _ = &mut io, if !io_done => io_done = true,
+                _ = &mut expired => break,
+            }
+        }
+    }
+    if status.is_none() || !io_done {
+        // Past the deadline the helper, or something it started that still
+        // holds its pipes, is running: the group's id is still in use by
+        // it, so it names no one else.
+        group.kill();
+    }
+    let finished = status.is_some();
+    let status = match status {
+        Some(s) => s,
+        None => child.wait().await,
+    };
+    group.0 = None;
+    let status = status.map_err(|e| {
+        refused(format!(
+            "the credential helper {shown} failed to run: {e}; whether it stored the credentials is unknown"
+        ))
+    })?;
+    if !finished {
+        return Err(refused(format!(
+            "the credential helper {shown} did not finish within {} s (it may be waiting for a keychain \
+             prompt or an unlocked keyring); it and the processes it started were stopped, and whether it \
+             stored the credentials is unknown. Unlock the keychain and run docker-login again, or raise \
+             --timeout",
+            timeout.as_secs()
+        )));
+    }
+    if !status.success() {
+        let code = status
             .code()
             .map(|c| format!("exit {c}"))
             .unwrap_or_else(|| "killed by a signal".into());
         return Err(refused(format!(
             "the credential helper {shown} refused to store the credentials ({code}){}",
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(": {said}")
-            }
+            scrub::helper_said(&out, &err, secret)
         )));
     }
     Ok(())
+}
+
+/// A helper's process group, killed when dropped while armed.
+struct ProcessGroup(Option<libc::pid_t>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SIGKILL: a helper stuck on a prompt may ignore SIGTERM, and
+            // nothing it could clean up is ours. ESRCH (all gone) is fine.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads `from` to its end, keeping the first [`HELPER_OUTPUT_CAP`] bytes.
+async fn read_capped(mut from: impl tokio::io::AsyncRead + Unpin, into: &mut Vec<u8>) {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let room = HELPER_OUTPUT_CAP.saturating_sub(into.len());
+                into.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// A helper received the secret on its stdin, so whatever it prints may
+/// hold it: as it is, JSON-escaped, base64 (standard or URL-safe, padded or
+/// not, of the secret alone or of the whole input at any alignment),
+/// percent-encoded or hex. Each of those forms is cut out; when a form
+/// still shows through (wrapped across lines, split by the cut), or the
+/// secret is too short to recognise reliably, the output is not shown.
+mod scrub {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+
+    use super::HELPER_OUTPUT_SHOWN;
+
+    /// Shorter secrets cannot be told from ordinary text: any output is
+    /// withheld. Harbor's robot secrets are 32 characters.
+    const MIN_SCRUBBABLE: usize = 8;
+
+    const MARK: &str = "<secret>";
+
+    /// Every string the secret may appear as, longest first.
+    pub(super) fn forms(secret: &str) -> Vec<String> {
+        let b = secret.as_bytes();
+        let mut forms = vec![secret.to_string()];
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        forms.push(json.trim_matches('"').to_string());
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(b));
+            // Inside the base64 of a longer text (the helper's whole
+            // input), the secret starts at one of three offsets in a 3-byte
+            // group; the characters of the groups wholly inside it are the
+            // same whatever surrounds it. At most two bytes at each end
+            // stay encoded together with their neighbours.
+            for skip in 0..3 {
+                let whole = b.len().saturating_sub(skip) / 3 * 3;
+                if whole > 0 {
+                    forms.push(engine.encode(&b[skip..skip + whole]));
+                }
+            }
+        }
+        for upper in [true, false] {
+            let hex = |byte: u8| {
+                if upper {
+                    format!("{byte:02X}")
+                } else {
+                    format!("{byte:02x}")
+                }
+            };
+            // Encoders differ in the punctuation they leave alone: RFC
+            // 3986's unreserved set, HTML forms' (with `+` for a space),
+            // JavaScript's encodeURIComponent, or none at all.
+            for (keep, plus) in [
+                ("-._~", false),
+                ("-._~", true),
+                ("*-._", true),
+                ("*-._", false),
+                ("-_.!~*'()", false),
+                ("", false),
+            ] {
+                forms.push(
+                    b.iter()
+                        .map(|&c| match c {
+                            b' ' if plus => "+".to_string(),
+                            c if c.is_ascii_alphanumeric() && !keep.is_empty()
+                                || keep.as_bytes().contains(&c) =>
+                            {
+                                (c as char).to_string()
+                            }
+                            c => format!("%{}", hex(c)),
+                        })
+                        .collect(),
+                );
+            }
+            forms.push(b.iter().map(|&c| hex(c)).collect());
+        }
+        forms.retain(|f| !f.is_empty());
+        forms.sort();
+        forms.dedup();
+        // Longest first, so a form is cut whole before a shorter one inside it.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms
+    }
+
+    /// `text` with every form of `secret` replaced, or None when the secret
+    /// may still be in it.
+    pub(super) fn scrub(text: &str, secret: &str) -> Option<String> {
+        if secret.is_empty() {
+            return Some(text.to_string());
+        }
+        if secret.len() < MIN_SCRUBBABLE {
+            return if text.trim().is_empty() {
+                Some(String::new())
+            } else {
+                None
+            };
+        }
+        let forms = forms(secret);
+        let mut out = text.to_string();
+        for f in &forms {
+            out = out.replace(f.as_str(), MARK);
+        }
+        // What is left, read the ways a reader could: without line breaks
+        // (base64 wrapped at 76 columns) and percent-decoded.
+        let squeezed: String = out.chars().filter(|c| !c.is_whitespace()).collect();
+        let decoded = percent_decode(&squeezed.replace('+', " "));
+        let views = [&out, &squeezed, &decoded];
+        if views
+            .iter()
+            .any(|v| forms.iter().any(|f| v.contains(f.as_str())))
+        {
+            return None;
+        }
+        Some(out)
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One line for a message: control characters (a terminal escape) made
+    /// harmless, runs of white space made one space, cut at
+    /// [`HELPER_OUTPUT_SHOWN`] characters.
+    pub(super) fn one_line(text: &str) -> String {
+        let flat: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let total = flat.chars().count();
+        if total <= HELPER_OUTPUT_SHOWN {
+            return flat;
+        }
+        let cut: String = flat.chars().take(HELPER_OUTPUT_SHOWN).collect();
+        format!("{cut}… ({} more characters)", total - HELPER_OUTPUT_SHOWN)
+    }
+
+    /// What a message says about a failed helper's output: ": <output>", a
+    /// note that it was withheld, or nothing.
+    pub(super) fn helper_said(stdout: &[u8], stderr: &[u8], secret: &str) -> String {
+        let text = [stdout, stderr]
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        if text.is_empty() {
+            return String::new();
+        }
+        match scrub(&text, secret) {
+            Some(clean) => format!(": {}", one_line(&clean)),
+            None => {
+                "; its output is not shown, because the secret it was given may be in it in a form \
+                     that cannot be cut out reliably"
+                    .to_string()
+            }
+        }
+    }
 }
 
 /// Edits of a valid JSON text that touch one range and keep every other
@@ -1033,8 +1282,11 @@ mod tests {
     #[tokio::test]
     async fn a_failing_helper_is_reported_without_the_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let helper = script(dir.path(), "cat; echo 'keychain locked' >&2; exit 4");
-        let err = store_with_helper(&helper, "h", "u", "s3cret", Duration::from_secs(10))
+        let helper = script(
+            dir.path(),
+            "cat; echo 'keychain locked' >&2; printf '\\033[2J' >&2; exit 4",
+        );
+        let err = store_with_helper(&helper, "h", "u", "s3cret-pw", Duration::from_secs(10))
             .await
             .unwrap_err();
         let msg = format!("{err:#}");
@@ -1043,6 +1295,147 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("<secret>") && !msg.contains("s3cret"), "{msg}");
+        assert!(!msg.contains('\x1b'), "no terminal escapes: {msg:?}");
+    }
+
+    /// Decoders that take any run of base64: a slice out of a longer encoding
+    /// has no padding and may end in stray bits.
+    fn lenient_base64() -> [base64::engine::GeneralPurpose; 2] {
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        let config = GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true);
+        [
+            GeneralPurpose::new(&base64::alphabet::STANDARD, config),
+            GeneralPurpose::new(&base64::alphabet::URL_SAFE, config),
+        ]
+    }
+
+    /// Every way the tests below look for the secret: as it is, and
+    /// decoded from every run of base64 or percent-encoding in the text.
+    fn shows(text: &str, secret: &str) -> bool {
+        let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if text.contains(secret)
+            || squeezed.contains(secret)
+            || squeezed.to_lowercase().contains(&hex::encode(secret))
+        {
+            return true;
+        }
+        let decoded_percent = {
+            let mut out = Vec::new();
+            let b = squeezed.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                match (
+                    b[i],
+                    std::str::from_utf8(&b[(i + 1).min(b.len())..(i + 3).min(b.len())]),
+                ) {
+                    (b'%', Ok(h)) if h.len() == 2 && u8::from_str_radix(h, 16).is_ok() => {
+                        out.push(u8::from_str_radix(h, 16).unwrap());
+                        i += 3;
+                    }
+                    (b'+', _) => {
+                        out.push(b' ');
+                        i += 1;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        if decoded_percent.contains(secret) {
+            return true;
+        }
+        let runs = squeezed.split(|c: char| !(c.is_ascii_alphanumeric() || "+/-_".contains(c)));
+        runs.into_iter().any(|run| {
+            (0..4).any(|skip| {
+                let run = run.get(skip..).unwrap_or("");
+                let run = &run[..run.len() - usize::from(run.len() % 4 == 1)];
+                lenient_base64().iter().any(|e| {
+                    e.decode(run)
+                        .map(|d| String::from_utf8_lossy(&d).contains(secret))
+                        .unwrap_or(false)
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn scrubs_every_encoding_of_the_secret() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "Rob0t+Secret/7f3e91~x y";
+        // The helper's whole input, at each alignment of the secret in it.
+        for pad in ["", "a", "ab"] {
+            let input = serde_json::to_string(&json!({
+                "ServerURL": format!("h{pad}"), "Username": "u", "Secret": secret
+            }))
+            .unwrap();
+            let pct_all: String = input.bytes().map(|b| format!("%{b:02X}")).collect();
+            for said in [
+                input.clone(),
+                STANDARD.encode(&input),
+                URL_SAFE_NO_PAD.encode(&input),
+                STANDARD.encode(secret),
+                format!(
+                    "error: {}",
+                    url::form_urlencoded::byte_serialize(input.as_bytes()).collect::<String>()
+                ),
+                pct_all.to_lowercase(),
+                pct_all,
+                hex::encode(&input),
+            ] {
+                assert!(shows(&said, secret), "the check finds {said}");
+                let clean = scrub::scrub(&format!("failed: {said} (code 7)"), secret)
+                    .unwrap_or_else(|| panic!("{said} can be cut out"));
+                assert!(!shows(&clean, secret), "{said} -> {clean}");
+                assert!(
+                    clean.contains("<secret>") && clean.contains("(code 7)"),
+                    "{clean}"
+                );
+            }
+        }
+        // base64 wrapped at 76 columns splits the secret's form: not shown.
+        let input = format!("{{\"Secret\":\"{secret}\",\"ServerURL\":\"harbor.example.com\"}}");
+        let wrapped: Vec<String> = STANDARD
+            .encode(&input)
+            .as_bytes()
+            .chunks(24)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert_eq!(scrub::scrub(&wrapped.join("\n"), secret), None);
+        // Nothing of a short secret can be cut out reliably.
+        assert_eq!(scrub::scrub("locked", "short"), None);
+        assert_eq!(scrub::scrub("", "short").as_deref(), Some(""));
+        assert_eq!(
+            scrub::scrub("keychain locked", secret).as_deref(),
+            Some("keychain locked")
+        );
+    }
+
+    #[test]
+    fn long_output_is_cut() {
+        let said = scrub::helper_said("x".repeat(10_000).as_bytes(), b"", "a-long-secret");
+        assert!(said.len() < 400, "{said}");
+        assert!(said.contains("9700 more characters"), "{said}");
+    }
+
+    #[tokio::test]
+    async fn endless_output_is_bounded_and_stopped_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = script(dir.path(), "yes 'noise' & yes 'more noise' >&2");
+        let err = store_with_helper(
+            &helper,
+            "h",
+            "u",
+            "a-long-secret",
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("did not finish"), "{err:#}");
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
+use crate::clients::files;
 use crate::clients::registry_db::{DbStream, StreamOpener};
 use crate::clients::NotConfigured;
 use crate::outcome::refused;
@@ -190,6 +191,36 @@ async fn from_kubeconfig(
     ))
 }
 
+/// The kube crate reads kubeconfigs itself, with no bound: a path that is a
+/// FIFO hangs it and one linked to /dev/zero grows it without limit. So
+/// each file it would read is checked first: regular and size-capped.
+/// Missing files are left for it to report as it does.
+fn check_kubeconfig_files(explicit: Option<&std::path::Path>) -> Result<()> {
+    let paths: Vec<std::path::PathBuf> = match explicit {
+        Some(path) => vec![path.to_path_buf()],
+        None => match std::env::var_os("KUBECONFIG") {
+            Some(value) if std::env::split_paths(&value).any(|p| !p.as_os_str().is_empty()) => {
+                std::env::split_paths(&value)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            }
+            _ => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| std::path::Path::new(&h).join(".kube/config"))
+                .into_iter()
+                .collect(),
+        },
+    };
+    for path in paths {
+        match files::check_regular_file(&path, files::KUBECONFIG_CAP) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(refused(format!("cannot use the kubeconfig: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 impl Kube {
     /// Loads the settings (see the module comment) and builds the client.
     /// No request is made yet.
@@ -199,6 +230,7 @@ impl Kube {
         timeout: Duration,
     ) -> Result<Kube> {
         crate::clients::tls::install_crypto_provider();
+        check_kubeconfig_files(kubeconfig)?;
         let (mut config, origin) = match kubeconfig {
             Some(path) => {
                 let file = path.display().to_string();

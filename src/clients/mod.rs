@@ -7,6 +7,7 @@
 //! - `http`: what the HTTP clients share (capped bodies, URLs without
 //!   credentials).
 //! - `docker_config`: the docker CLI's config file and credential helpers.
+//! - `files`: every file the doctor opens itself (regular, size-capped).
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
 //!   through it, `cluster_harbor` Harbor's URL and admin password.
 
@@ -14,6 +15,7 @@ pub mod cluster_db;
 pub mod cluster_harbor;
 pub mod docker_config;
 pub mod error;
+pub mod files;
 pub mod harbor;
 pub mod http;
 pub mod keycloak;

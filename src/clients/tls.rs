@@ -9,6 +9,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::clients::files;
+
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -18,8 +20,9 @@ pub fn install_crypto_provider() {
 pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("reading the CA certificate file {}", path.display()))?;
+        // The file error names the path.
+        let pem = files::read_regular_file(path, files::CA_BUNDLE_CAP)
+            .context("cannot use the CA certificate file")?;
         add_pem(&mut roots, &pem)
             .with_context(|| format!("reading the CA certificate file {}", path.display()))?;
         return Ok(roots);
@@ -168,5 +171,25 @@ impl ServerCertVerifier for ChainOnly {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            let err = format!("{:#}", root_store(Some(path)).unwrap_err());
+            assert!(
+                err.contains("not a regular file") && err.contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
     }
 }
