@@ -626,3 +626,285 @@ async fn restore_refuses_a_truncated_or_edited_backup() {
         assert_eq!(reg.snapshot().await, after_fix, "nothing changed");
     }
 }
+
+// -- restore treats a backup file as untrusted input -------------------------
+
+/// The newest backup in `dir`.
+fn newest(dir: &std::path::Path) -> std::path::PathBuf {
+    backups_in(dir).pop().expect("a backup")
+}
+
+async fn restore(
+    reg: &Registry,
+    backups: &std::path::Path,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["restore", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_doctor(reg, backups, &args).await
+}
+
+async fn relink_alice(reg: &Registry, backups: &std::path::Path) {
+    let o = run_doctor(
+        reg,
+        backups,
+        &[
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ],
+    )
+    .await;
+    assert_exit(&o, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_puts_back_only_what_the_repair_changed_and_can_be_undone() {
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    relink_alice(&reg, backups.path()).await;
+    let fix_backup = newest(backups.path());
+    // After the fix alice logged in (Harbor rewrote her token) and an
+    // admin set her password: restore must keep both.
+    reg.sql
+        .batch_execute(&format!(
+            "UPDATE oidc_user SET token = '<enc-v1>bmV3LXRva2Vu' WHERE user_id = {alice};
+             UPDATE harbor_user SET password = 'new-hash-0001', salt = 'new-salt-0001' WHERE user_id = {alice}"
+        ))
+        .await
+        .unwrap();
+    let o = restore(
+        &reg,
+        backups.path(),
+        &fix_backup,
+        &["--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["plan"].as_array().unwrap().len(), 1, "{doc}");
+    assert!(
+        doc["plan"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("subiss:"),
+        "{doc}"
+    );
+    assert!(
+        stderr(&o).contains("409"),
+        "restore says it brings the conflict back: {}",
+        stderr(&o)
+    );
+    let o = restore(&reg, backups.path(), &fix_backup, &["--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        reg.subiss_of(alice).await,
+        vec![format!("a-sub{OLD_ISSUER}")]
+    );
+    let r = reg
+        .sql
+        .query_one(
+            "SELECT u.password, u.salt, o.token FROM harbor_user u JOIN oidc_user o USING (user_id) WHERE user_id = $1",
+            &[&alice],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "new-hash-0001");
+    assert_eq!(r.get::<_, String>(1), "new-salt-0001");
+    assert_eq!(r.get::<_, String>(2), "<enc-v1>bmV3LXRva2Vu");
+    // The restore's own backup undoes it.
+    let o = restore(&reg, backups.path(), &newest(backups.path()), &["--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        reg.subiss_of(alice).await,
+        vec![format!("{NEW_SUB}{ISSUER}")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undoing_a_restore_removes_the_rows_it_put_back_and_no_plan_shows_a_secret() {
+    let reg = Registry::new().await;
+    let bob = reg.oidc_user("bob", "b-sub", OLD_ISSUER).await;
+    reg.sql
+        .execute(
+            "UPDATE harbor_user SET password = 'bob-hash-0002', salt = 'bob-salt-0002' WHERE user_id = $1",
+            &[&bob],
+        )
+        .await
+        .unwrap();
+    let p = reg.add_project("team-b", 1).await;
+    reg.add_member(p, bob, 2).await;
+    let original = reg.snapshot().await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "bob",
+            "--strategy",
+            "delete",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_exit(&o, 0);
+    let deleted = reg.snapshot().await;
+    let o = restore(
+        &reg,
+        backups.path(),
+        &newest(backups.path()),
+        &["--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_exit(&o, 0);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    for secret in [
+        "bob-hash-0002",
+        "bob-salt-0002",
+        "<enc-v1>",
+        "c2VjcmV0",
+        "dG9rZW4",
+    ] {
+        assert!(!text.contains(secret), "the plan shows {secret}:\n{text}");
+    }
+    assert_eq!(json(&o)["plan"].as_array().unwrap().len(), 3, "{text}");
+    let o = restore(&reg, backups.path(), &newest(backups.path()), &["--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        reg.snapshot().await,
+        original,
+        "bob's rows are back exactly"
+    );
+    let o = restore(&reg, backups.path(), &newest(backups.path()), &["--yes"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        reg.snapshot().await,
+        deleted,
+        "undoing the restore removed the rows it put back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_genuine_backup_of_another_database() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    relink_alice(&reg, backups.path()).await;
+    // Another installation where an unrelated user has the same user_id.
+    let other = Registry::new().await;
+    other.oidc_user("zoe", "z-sub", ISSUER).await;
+    let before = other.snapshot().await;
+    let o = restore(&other, backups.path(), &newest(backups.path()), &["--yes"]).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("another registry database"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(other.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_files_that_are_shared_or_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    relink_alice(&reg, backups.path()).await;
+    let after = reg.snapshot().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let shared = elsewhere.path().join("shared.json");
+    std::fs::copy(newest(backups.path()), &shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = elsewhere.path().join("link.json");
+    std::os::unix::fs::symlink(newest(backups.path()), &link).unwrap();
+    for (file, expect) in [(&shared, "other users can read"), (&link, "symbolic link")] {
+        let o = restore(&reg, backups.path(), file, &["--yes"]).await;
+        assert_exit(&o, 3);
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+        assert_eq!(reg.snapshot().await, after);
+    }
+}
+
+/// Seals `doc` with the key the doctors of these tests use (HOME is the
+/// temporary directory): what only someone who can read the key could do.
+fn seal_with_the_real_key(doc: &mut Value) {
+    use hmac::{Hmac, Mac};
+    let key_path = std::env::temp_dir().join(".local/state/harbor-doctor/backup-seal.key");
+    let key = hex::decode(std::fs::read_to_string(key_path).unwrap().trim()).unwrap();
+    doc.as_object_mut().unwrap().remove("seal");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&serde_json::to_vec(doc).unwrap());
+    doc["seal"] = format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes())).into();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_a_sealed_backup_cannot_reach_beyond_its_repair() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    relink_alice(&reg, backups.path()).await;
+    let genuine: Value =
+        serde_json::from_str(&std::fs::read_to_string(newest(backups.path())).unwrap()).unwrap();
+    let row = |id: i32| {
+        let sql = &reg.sql;
+        async move {
+            let v: Value = sql
+                .query_one(
+                    "SELECT row_to_json(t)::jsonb FROM harbor_user t WHERE user_id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            v
+        }
+    };
+    let alice_row = row(alice).await;
+    let admin_row = row(1).await;
+    let mut forged_password = alice_row.clone();
+    forged_password["password"] = "attacker-hash".into();
+    forged_password["sysadmin_flag"] = true.into();
+    let mut renamed_admin = admin_row.clone();
+    renamed_admin["email"] = "attacker@example.com".into();
+    let before = reg.snapshot().await;
+    for (items, expect) in [
+        (
+            serde_json::json!([{"system": "registry-db", "table": "harbor_user", "key": alice,
+                                "before": forged_password, "after": alice_row}]),
+            "never changes",
+        ),
+        (
+            serde_json::json!([{"system": "registry-db", "table": "harbor_user", "key": 1,
+                                "before": renamed_admin, "after": admin_row}]),
+            "local admin",
+        ),
+        (
+            serde_json::json!([{"system": "registry-db", "table": "properties", "key": 1,
+                                "before": {"id": 1, "k": "oidc_endpoint", "v": "https://evil"},
+                                "after": {"id": 1, "k": "oidc_endpoint", "v": ISSUER}}]),
+            "which never does that",
+        ),
+    ] {
+        let mut doc = genuine.clone();
+        doc["items"] = items;
+        seal_with_the_real_key(&mut doc);
+        let file = backups.path().join("forged.json");
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let o = restore(&reg, backups.path(), &file, &["--yes"]).await;
+        assert_exit(&o, 3);
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+        assert_eq!(reg.snapshot().await, before);
+    }
+}
