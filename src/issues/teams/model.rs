@@ -360,6 +360,19 @@ pub fn read_docker_secret(
     }
 }
 
+/// A new robot password that Harbor accepts (8-128 characters with an
+/// upper-case letter, a lower-case letter and a digit), made here so that
+/// it can be stored in the Secret before the robot gets it.
+pub fn generate_password() -> Secret {
+    use rand::distr::{Alphanumeric, SampleString};
+    loop {
+        let candidate = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        if super::plan::harbor_accepts_secret(&candidate) {
+            return Secret::new(candidate);
+        }
+    }
+}
+
 /// The `.dockerconfigjson` Otomi writes: one registry, with username,
 /// password and the `auth` docker reads.
 pub fn docker_config_json(host: &str, username: &str, password: &Secret) -> Vec<u8> {
