@@ -170,7 +170,9 @@ async fn create_robot(
                         kind.secret_name()
                     )
                 })?;
-            tracing::info!("robot {name} was created meanwhile; setting its secret from the Secret");
+            tracing::info!(
+                "robot {name} was created meanwhile; setting its secret from the Secret"
+            );
             set_secret(harbor, writes, robot.id, &name, &password).await
         }
         Err(e) => Err(e.context(format!("creating robot {name}"))),
@@ -208,7 +210,7 @@ async fn store_secret(
                         );
                         return Ok(password);
                     }
-                    SecretDecision::Write(read) => current = read,
+                    SecretDecision::Write(read) => current = read.map(|b| *b),
                 }
             }
             Err(e) => return Err(e.context(format!("writing Secret {namespace}/{name}"))),

@@ -413,6 +413,15 @@ mod tests {
     }
 
     #[test]
+    fn generated_passwords_meet_harbors_rule_and_differ() {
+        let (a, b) = (generate_password(), generate_password());
+        for p in [&a, &b] {
+            assert!(super::super::plan::harbor_accepts_secret(p.expose()));
+        }
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn an_auth_that_disagrees_with_the_fields_is_malformed() {
         let auth = base64::engine::general_purpose::STANDARD.encode("someone-else:Other1pw");
         let data =

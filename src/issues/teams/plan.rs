@@ -584,9 +584,10 @@ pub fn robot_credentials(
     match read_docker_secret(ty, data, &harbor.host) {
         SecretState::Missing => Err("it does not exist".into()),
         SecretState::Malformed(why) => Err(why),
-        SecretState::Valid { auth, .. } if auth.host != harbor.host => {
-            Err(format!("it is for registry {}, not {}", auth.host, harbor.host))
-        }
+        SecretState::Valid { auth, .. } if auth.host != harbor.host => Err(format!(
+            "it is for registry {}, not {}",
+            auth.host, harbor.host
+        )),
         SecretState::Valid { auth, .. } if auth.username != harbor.login_name(team, kind) => {
             Err(format!("it logs in as {}", auth.username))
         }
@@ -605,7 +606,7 @@ pub enum SecretDecision {
     /// write nothing, so both writers set the robot from the same Secret.
     Adopt(Secret),
     /// It still needs writing: replace it as read now (None: create it).
-    Write(Option<k8s_openapi::api::core::v1::Secret>),
+    Write(Option<Box<k8s_openapi::api::core::v1::Secret>>),
 }
 
 pub fn redecide_secret(
@@ -618,7 +619,7 @@ pub fn redecide_secret(
         Ok(auth) if harbor_accepts_secret(auth.password.expose()) => {
             SecretDecision::Adopt(auth.password)
         }
-        _ => SecretDecision::Write(reread),
+        _ => SecretDecision::Write(reread.map(Box::new)),
     }
 }
 
@@ -931,6 +932,49 @@ mod tests {
             access: RobotKind::Pull.permissions("team-b")[0].access.clone(),
         }];
         assert!(!scope_is_exact(&other, RobotKind::Pull, "team-a"));
+    }
+
+    #[test]
+    fn a_secret_another_writer_stored_is_adopted_only_when_usable() {
+        let h = healthy_harbor();
+        let pull = RobotKind::Pull;
+        let good = secret(pull, HOST, "otomi-team-a-pull", "Other1Writer");
+        assert_eq!(
+            redecide_secret(Some(good), &h, &team(), pull),
+            SecretDecision::Adopt(Secret::new("Other1Writer"))
+        );
+        // Still wrong, or a password Harbor would refuse: write it again,
+        // as read now; gone meanwhile: create it.
+        for bad in [
+            secret(pull, "old.example.com", "otomi-team-a-pull", PASSWORD),
+            secret(pull, HOST, "someone-else", PASSWORD),
+            secret(pull, HOST, "otomi-team-a-pull", "short"),
+        ] {
+            assert_eq!(
+                redecide_secret(Some(bad.clone()), &h, &team(), pull),
+                SecretDecision::Write(Some(Box::new(bad)))
+            );
+        }
+        assert_eq!(
+            redecide_secret(None, &h, &team(), pull),
+            SecretDecision::Write(None)
+        );
+        let why = robot_credentials(None, &h, &team(), pull).unwrap_err();
+        assert!(why.contains("does not exist"), "{why}");
+    }
+
+    #[test]
+    fn a_missing_secret_beside_an_existing_robot_gets_a_new_password_set_on_it() {
+        let (h, mut c) = (healthy_harbor(), healthy_cluster());
+        c.secrets.remove(&("team-a".to_string(), RobotKind::Push));
+        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let push = &plan.robots[1];
+        assert_eq!(push.robot, RobotStep::Keep);
+        assert_eq!(push.password, PasswordStep::Generate);
+        assert!(push.write_secret && push.existing_secret.is_none());
+        let steps = plan.steps(&h);
+        let regenerate = steps.iter().find(|s| s.action == "regenerate").unwrap();
+        assert!(regenerate.detail.contains("first"), "{regenerate:?}");
     }
 
     #[test]

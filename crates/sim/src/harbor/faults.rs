@@ -116,7 +116,7 @@ pub(crate) struct Pause {
 
 impl Pause {
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
-        self.gate.is_catching() && &self.method == method && path.starts_with(&self.path_prefix)
+        self.gate.is_catching() && self.method == *method && path.starts_with(&self.path_prefix)
     }
 }
 

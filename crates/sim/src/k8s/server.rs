@@ -222,7 +222,9 @@ async fn dispatch(
             .find(|p| {
                 p.verb == verb
                     && p.resource == target.rt.plural
-                    && p.namespace.as_deref().is_none_or(|n| Some(n) == target.namespace.as_deref())
+                    && p.namespace
+                        .as_deref()
+                        .is_none_or(|n| Some(n) == target.namespace.as_deref())
             })
             .map(|p| p.gate.clone())
     };
