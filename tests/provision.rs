@@ -321,8 +321,9 @@ async fn a_500_in_the_middle_fails_that_team_and_a_rerun_converges() {
 async fn a_robot_whose_secret_patch_fails_is_repaired_by_the_rerun() {
     let i = Install::faulty(|_| {}).await;
     i.otomi_team("a");
+    // Rotated in Harbor: the Secret's password has to be set on the robot.
     let pull = i.harbor.robot("team-a-pull").unwrap();
-    i.harbor.remove_robot(pull.id);
+    i.harbor.set_robot_secret(pull.id, "RotatedInHarbor123");
     i.harbor
         .inject_fault(Fault::on("PATCH", "/api/v2.0/robots/"));
     let o = provision(&i, &["--team", "a", "--yes"]).await;
@@ -518,4 +519,270 @@ async fn restore_refuses_a_provision_backup_and_says_what_to_do() {
         "the refusal says how to repair a team instead:\n{}",
         stderr(&o)
     );
+}
+
+// -- beside another writer ---------------------------------------------------
+//
+// Two provisions at once, or one beside Otomi's operator, after the push
+// robot and its Secret were removed. The simulators hold chosen requests at
+// gates, so each interleaving is the same on every run.
+
+const PUSH_LOGIN: &str = "otomi-team-beta-push";
+
+/// Team beta as Otomi made it, then its push robot and harbor-pushsecret
+/// removed.
+async fn beta_without_push() -> Install {
+    let i = Install::faulty(|_| {}).await;
+    i.otomi_team("beta");
+    let push = i.harbor.robot("team-beta-push").unwrap();
+    i.harbor.remove_robot(push.id);
+    i.kube
+        .delete("v1", "Secret", Some("team-beta"), "harbor-pushsecret")
+        .unwrap();
+    i
+}
+
+fn provision_cmd(i: &Install) -> assert_cmd::Command {
+    let mut c = i.doctor();
+    c.args(["provision", "--team", "beta", "--yes", "-o", "json"]);
+    c
+}
+
+/// Every Secret of beta holds the credentials its robot has now, and the
+/// doctor's own check agrees through the token service.
+async fn beta_credentials_work(i: &Install) {
+    for kind in ["pull", "push"] {
+        let (host, user, pw) = i
+            .docker_secret("team-beta", &format!("harbor-{kind}secret"))
+            .expect("the Secret exists");
+        assert_eq!(
+            (host.as_str(), user.as_str()),
+            (HOST, &*format!("otomi-team-beta-{kind}"))
+        );
+        assert_eq!(
+            i.harbor.robot(&format!("team-beta-{kind}")).unwrap().secret,
+            pw,
+            "{kind}: the robot has the Secret's password"
+        );
+    }
+    let o = diagnose_teams(i).await;
+    assert_exit(&o, 0);
+}
+
+/// A rerun has nothing to do and writes nothing.
+async fn rerun_writes_nothing(i: &Install) {
+    i.clear_requests();
+    let o = provision(i, &["--team", "beta", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(json_out(&o)["plan"], json!([]));
+    assert_eq!(i.harbor.write_count(), 0, "{:#?}", i.harbor.requests());
+    assert_eq!(i.kube_writes(), 0);
+}
+
+fn statuses(i: &Install, method: &str, path: &str) -> Vec<u16> {
+    let mut s: Vec<u16> = i
+        .harbor
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.starts_with(path))
+        .map(|r| r.status)
+        .collect();
+    s.sort();
+    s
+}
+
+fn secret_creates(i: &Install) -> Vec<u16> {
+    let mut s: Vec<u16> = i
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "create" && r.resource == "secrets")
+        .map(|r| r.status)
+        .collect();
+    s.sort();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_provisions_at_once_agree_on_one_password() {
+    let i = beta_without_push().await;
+    i.clear_requests();
+    // Each run tests the pull robot's credentials once after reading
+    // everything: holding both requests makes both plan from the same
+    // state (push robot and Secret missing) before either writes.
+    let looked = i.harbor.pause("GET", "/service/token", 2);
+    let secret_create = i.kube.pause("create", "secrets", Some("team-beta"), 2);
+    let robot_create = i.harbor.pause("POST", "/api/v2.0/robots", 2);
+    // Caught once `looked` is used up: each run's verification.
+    let verified = i.harbor.pause("GET", "/service/token", 2);
+    let runs = [
+        tokio::spawn(run(provision_cmd(&i))),
+        tokio::spawn(run(provision_cmd(&i))),
+    ];
+    step("both runs observed", looked.arrived(2)).await;
+    looked.open();
+    step("both runs create the Secret", secret_create.arrived(2)).await;
+    // Run X (ticket 0) stores its Secret and goes on to create the robot.
+    secret_create.release(0);
+    step("X creates the robot", robot_create.arrived(1)).await;
+    // Run Y's create meets X's Secret (409): it must take X's password...
+    secret_create.release(1);
+    step("Y creates the robot", robot_create.arrived(2)).await;
+    // ...and Y wins the robot, creating it with that password.
+    robot_create.release(1);
+    step("Y verifies", verified.arrived(1)).await;
+    // X's create meets Y's robot (409): X sets it from the Secret.
+    robot_create.release(0);
+    step("X verifies", verified.arrived(2)).await;
+    verified.open();
+    for r in runs {
+        let o = r.await.unwrap();
+        assert_exit(&o, 0);
+        assert_eq!(json_out(&o)["verified"], true);
+    }
+    assert_eq!(secret_creates(&i), [201, 409], "one Secret, written once");
+    assert_eq!(statuses(&i, "POST", "/api/v2.0/robots"), [201, 409]);
+    assert_eq!(
+        statuses(&i, "PATCH", "/api/v2.0/robots/"),
+        [200],
+        "only the run that lost the robot sets its secret"
+    );
+    assert_eq!(i.harbor.robots().len(), 2, "nothing duplicated");
+    assert_eq!(
+        i.harbor.failed_logins(PUSH_LOGIN),
+        0,
+        "no run ever held a password Harbor refused"
+    );
+    beta_credentials_work(&i).await;
+    rerun_writes_nothing(&i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_between_the_doctors_look_and_its_writes_wins() {
+    let i = beta_without_push().await;
+    let op = Operator::new(&i, "beta", "push");
+    let looked = i.harbor.pause("GET", "/service/token", 1);
+    let doctor = tokio::spawn(run(provision_cmd(&i)));
+    step("the doctor observed", looked.arrived(1)).await;
+    // The doctor planned a new robot and Secret; the operator makes both first.
+    op.cycle().await;
+    looked.open();
+    let o = doctor.await.unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(json_out(&o)["verified"], true);
+    let (_, _, pw) = i.docker_secret("team-beta", "harbor-pushsecret").unwrap();
+    assert_eq!(
+        pw, op.fresh_password,
+        "the operator's Secret was kept, not overwritten"
+    );
+    assert_eq!(i.harbor.failed_logins(PUSH_LOGIN), 0);
+    beta_credentials_work(&i).await;
+    rerun_writes_nothing(&i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_cycle_around_the_doctors_run_ends_with_the_doctors_secret() {
+    let i = beta_without_push().await;
+    let op = Operator::new(&i, "beta", "push");
+    // The operator finds neither and creates the robot with its password...
+    let look = op.look().await;
+    assert!(look.robot_id.is_none() && look.secret_password.is_none());
+    op.ensure_robot(&look).await;
+    // ...then the doctor runs: the robot exists, the Secret does not.
+    let verified = i.harbor.pause("GET", "/service/token", 2);
+    let doctor = tokio::spawn(run(provision_cmd(&i)));
+    step("the doctor observed", verified.arrived(1)).await;
+    verified.release(0);
+    step("the doctor applied and verifies", verified.arrived(2)).await;
+    // The operator's Secret create meets the doctor's: it sets the robot from it.
+    op.ensure_secret(&look).await;
+    verified.open();
+    let o = doctor.await.unwrap();
+    assert_exit(&o, 0);
+    let (_, _, pw) = i.docker_secret("team-beta", "harbor-pushsecret").unwrap();
+    assert_ne!(
+        pw, op.fresh_password,
+        "the doctor's Secret came first and stayed"
+    );
+    beta_credentials_work(&i).await;
+    rerun_writes_nothing(&i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_before_verification_is_exit_5_and_the_operator_converges() {
+    let i = Install::faulty(|_| {}).await;
+    i.otomi_team("beta");
+    // Only the Secret is gone: the operator will give the robot a password
+    // of its own, then find the doctor's Secret and set the robot from it.
+    i.kube
+        .delete("v1", "Secret", Some("team-beta"), "harbor-pushsecret")
+        .unwrap();
+    let op = Operator::new(&i, "beta", "push");
+    let look = op.look().await;
+    let verified = i.harbor.pause("GET", "/service/token", 2);
+    let doctor = tokio::spawn(run(provision_cmd(&i)));
+    step("the doctor observed", verified.arrived(1)).await;
+    verified.release(0);
+    step("the doctor applied and verifies", verified.arrived(2)).await;
+    op.ensure_robot(&look).await;
+    verified.open();
+    let o = doctor.await.unwrap();
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(
+        err.contains("verification failed")
+            && err.contains("refuses the credentials now in team-beta/harbor-pushsecret"),
+        "{err}"
+    );
+    assert_eq!(json_out(&o)["verified"], false);
+    assert_eq!(
+        i.harbor.failed_logins(PUSH_LOGIN),
+        1,
+        "the Secret's credentials were tried once, not retried"
+    );
+    op.ensure_secret(&look).await;
+    beta_credentials_work(&i).await;
+    rerun_writes_nothing(&i).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_changed_since_it_was_read_is_read_again_not_overwritten() {
+    let i = Install::faulty(|_| {}).await;
+    i.otomi_team("beta");
+    // The pull Secret names an old registry host: provisioning replaces it
+    // as it was read (its resourceVersion).
+    let pull = i.harbor.robot("team-beta-pull").unwrap();
+    i.put_docker_secret(
+        "team-beta",
+        "harbor-pullsecret",
+        "old-registry.example.com",
+        "otomi-team-beta-pull",
+        &pull.secret,
+    );
+    let replace = i.kube.pause("update", "secrets", Some("team-beta"), 1);
+    let doctor = tokio::spawn(run(provision_cmd(&i)));
+    step("the doctor replaces the Secret", replace.arrived(1)).await;
+    // Another writer fixes the Secret first, with a password of its own.
+    i.put_docker_secret(
+        "team-beta",
+        "harbor-pullsecret",
+        HOST,
+        "otomi-team-beta-pull",
+        "Another1Writer",
+    );
+    replace.open();
+    let o = doctor.await.unwrap();
+    assert_exit(&o, 0);
+    let updates: Vec<u16> = i
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "update" && r.resource == "secrets")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(updates, [409], "refused as changed, then not written again");
+    let (_, _, pw) = i.docker_secret("team-beta", "harbor-pullsecret").unwrap();
+    assert_eq!(pw, "Another1Writer", "the other writer's Secret was kept");
+    beta_credentials_work(&i).await;
+    rerun_writes_nothing(&i).await;
 }

@@ -755,6 +755,22 @@ impl Harbor {
         self.json(&Method::POST, path, rid, resp).await
     }
 
+    /// Creates a robot with a secret chosen by the caller, so that the
+    /// Secret written before it already holds the robot's password. Harbors
+    /// that ignore a chosen secret answer with one they made: callers
+    /// compare and set theirs when they differ.
+    pub async fn create_robot_with_secret(
+        &self,
+        robot: &NewRobot,
+        secret: &Secret,
+    ) -> Result<CreatedRobot> {
+        let path = "/api/v2.0/robots";
+        let mut body = serde_json::to_value(robot)?;
+        body["secret"] = Value::String(secret.expose().to_string());
+        let (resp, rid) = self.write(Method::POST, path, Some(&body), &[]).await?;
+        self.json(&Method::POST, path, rid, resp).await
+    }
+
     /// Sets a robot's secret (8–128 characters with an upper-case letter,
     /// a lower-case letter and a digit).
     pub async fn set_robot_secret(&self, id: i64, secret: &Secret) -> Result<()> {

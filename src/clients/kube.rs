@@ -82,6 +82,25 @@ pub fn is_denied(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.downcast_ref::<Denied>().is_some())
 }
 
+/// The API server answered 409: the object exists already (create) or
+/// changed since it was read (update with its resourceVersion). Callers
+/// that race other writers re-read and decide again.
+#[derive(Debug)]
+pub struct Conflict(pub String);
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// Whether an error (anywhere in its chain) is the API server's 409.
+pub fn is_conflict(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<Conflict>().is_some())
+}
+
 /// One API call in RBAC's terms, for error messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -308,6 +327,12 @@ impl Kube {
                     call.rule(),
                     status.message
                 )),
+                409 => anyhow::Error::new(Conflict(format!(
+                    "the Kubernetes API server refused to {} (409 {}): {}",
+                    call.describe(),
+                    status.reason,
+                    status.message
+                ))),
                 code => anyhow::anyhow!(
                     "the Kubernetes API server refused to {} ({code} {}): {}",
                     call.describe(),

@@ -167,3 +167,224 @@ impl Install {
         self.kube.clear_requests();
     }
 }
+
+/// One cycle of Otomi's Harbor operator for one robot of a team, in its
+/// own requests and split into its steps so that a test can put the
+/// doctor's between them. The operator treats the Secret as the source of
+/// truth: it finds the robot by exact name (`GET /robots?q=name=`), takes
+/// the password from the Secret (or makes one when the Secret is missing),
+/// creates the robot with it (`POST /robots` with `secret`) or sets it on
+/// the robot (`PATCH /robots/{id}`), and creates the Secret when missing;
+/// when that create meets a Secret stored meanwhile, it sets the robot
+/// from that one.
+pub struct Operator {
+    http: reqwest::Client,
+    harbor: String,
+    kube: String,
+    token: String,
+    prefix: String,
+    team: String,
+    kind: &'static str,
+    /// The password the operator makes when the Secret is missing.
+    pub fresh_password: String,
+}
+
+/// What the operator read at the start of its cycle.
+#[derive(Debug, Clone)]
+pub struct OperatorLook {
+    pub robot_id: Option<i64>,
+    /// The Secret's password; None when the Secret is missing.
+    pub secret_password: Option<String>,
+}
+
+impl OperatorLook {
+    /// The password this cycle gives the robot.
+    pub fn password(&self, op: &Operator) -> String {
+        self.secret_password
+            .clone()
+            .unwrap_or_else(|| op.fresh_password.clone())
+    }
+}
+
+impl Operator {
+    pub fn new(install: &Install, team: &str, kind: &'static str) -> Operator {
+        Operator {
+            http: reqwest::Client::new(),
+            harbor: install.harbor.url(),
+            kube: install.kube.http_url(),
+            token: install.kube.admin_token().to_string(),
+            prefix: install.harbor.robot_prefix(),
+            team: team.to_string(),
+            kind,
+            fresh_password: "Operator7Made9Pw".into(),
+        }
+    }
+
+    fn robot_name(&self) -> String {
+        format!("team-{}-{}", self.team, self.kind)
+    }
+
+    fn secret_url(&self, name: Option<&str>) -> String {
+        let base = format!("{}/api/v1/namespaces/team-{}/secrets", self.kube, self.team);
+        match name {
+            Some(n) => format!("{base}/{n}"),
+            None => base,
+        }
+    }
+
+    fn secret_name(&self) -> String {
+        format!("harbor-{}secret", self.kind)
+    }
+
+    async fn find_robot(&self) -> Option<i64> {
+        let list: Vec<Value> = self
+            .http
+            .get(format!("{}/api/v2.0/robots", self.harbor))
+            .query(&[("q", format!("name={}", self.robot_name()))])
+            .basic_auth("admin", Some(HARBOR_PW))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let full = format!("{}{}", self.prefix, self.robot_name());
+        list.iter()
+            .find(|r| r["name"] == full.as_str())
+            .and_then(|r| r["id"].as_i64())
+    }
+
+    async fn read_secret_password(&self) -> Option<String> {
+        let resp = self
+            .http
+            .get(self.secret_url(Some(&self.secret_name())))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        let s: Value = resp.error_for_status().unwrap().json().await.unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(s["data"][".dockerconfigjson"].as_str()?)
+            .ok()?;
+        let doc: Value = serde_json::from_slice(&raw).ok()?;
+        doc["auths"][HOST]["password"].as_str().map(str::to_string)
+    }
+
+    async fn patch_robot(&self, id: i64, password: &str) {
+        self.http
+            .patch(format!("{}/api/v2.0/robots/{id}", self.harbor))
+            .basic_auth("admin", Some(HARBOR_PW))
+            .json(&json!({"secret": password}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+
+    /// Step 1: the robot by exact name, and the Secret.
+    pub async fn look(&self) -> OperatorLook {
+        OperatorLook {
+            robot_id: self.find_robot().await,
+            secret_password: self.read_secret_password().await,
+        }
+    }
+
+    /// Step 2: the robot with the cycle's password, created or set.
+    pub async fn ensure_robot(&self, look: &OperatorLook) {
+        let password = look.password(self);
+        let id = match look.robot_id {
+            Some(id) => id,
+            None => {
+                let actions: &[&str] = if self.kind == "pull" {
+                    &["pull"]
+                } else {
+                    &["pull", "push"]
+                };
+                let access: Vec<Value> = actions
+                    .iter()
+                    .map(|a| json!({"resource": "repository", "action": a}))
+                    .collect();
+                let resp = self
+                    .http
+                    .post(format!("{}/api/v2.0/robots", self.harbor))
+                    .basic_auth("admin", Some(HARBOR_PW))
+                    .json(&json!({
+                        "name": self.robot_name(), "description": "otomi", "level": "system",
+                        "duration": -1, "secret": password,
+                        "permissions": [{"kind": "project", "namespace": format!("team-{}", self.team),
+                                         "access": access}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                if resp.status() != reqwest::StatusCode::CONFLICT {
+                    resp.error_for_status().unwrap();
+                    return;
+                }
+                self.find_robot()
+                    .await
+                    .expect("the robot Harbor says exists")
+            }
+        };
+        self.patch_robot(id, &password).await;
+    }
+
+    /// Step 3: the Secret, when it was missing; a Secret stored meanwhile
+    /// wins, and the robot is set from it.
+    pub async fn ensure_secret(&self, look: &OperatorLook) {
+        if look.secret_password.is_some() {
+            return;
+        }
+        let password = look.password(self);
+        let user = format!("{}{}", self.prefix, self.robot_name());
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let config = json!({"auths": {HOST: {
+            "username": user, "password": password, "email": "not@val.id",
+            "auth": b64.encode(format!("{user}:{password}"))}}});
+        let resp = self
+            .http
+            .post(self.secret_url(None))
+            .bearer_auth(&self.token)
+            .json(&json!({"apiVersion": "v1", "kind": "Secret",
+                          "type": "kubernetes.io/dockerconfigjson",
+                          "metadata": {"name": self.secret_name()},
+                          "data": {".dockerconfigjson": b64.encode(config.to_string())}}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != reqwest::StatusCode::CONFLICT {
+            resp.error_for_status().unwrap();
+            return;
+        }
+        let stored = self
+            .read_secret_password()
+            .await
+            .expect("the Secret the API server says exists");
+        let id = self.find_robot().await.expect("the robot this cycle made");
+        self.patch_robot(id, &stored).await;
+    }
+
+    /// A whole cycle.
+    pub async fn cycle(&self) {
+        let look = self.look().await;
+        self.ensure_robot(&look).await;
+        self.ensure_secret(&look).await;
+    }
+}
+
+/// Waits for a step of a race the test orchestrates (a request arriving
+/// at a gate); a minute means the doctor took another path, which fails
+/// the test with `what` instead of hanging it.
+pub async fn step(what: &str, fut: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .is_err()
+    {
+        panic!("the race did not reach its next step: {what}");
+    }
+}

@@ -9,6 +9,7 @@
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
 pub mod faults;
+pub mod gate;
 pub mod harbor;
 pub mod k8s;
 pub mod keycloak;

@@ -104,8 +104,20 @@ fn docker_secret(namespace: &str, kind: RobotKind, config_json: Vec<u8>) -> Secr
     }
 }
 
-/// Creates the Secret, or replaces the one that was read (`existing`),
-/// failing when it changed since.
+/// A team's pull or push Secret as it is now. Listed by name rather than
+/// got, so that provisioning needs no permission beyond the cluster-wide
+/// list it observes with.
+pub async fn read_secret(kube: &Kube, namespace: &str, kind: RobotKind) -> Result<Option<Secret>> {
+    let fields = format!("metadata.name={}", kind.secret_name());
+    let found: Vec<Secret> = kube.list_in(namespace, None, Some(&fields)).await?;
+    Ok(found.into_iter().next())
+}
+
+/// Creates the Secret (a conflict when another writer created it first),
+/// or replaces the one that was read (`existing`, with its
+/// resourceVersion), a conflict when it changed since: never an overwrite
+/// of what another writer stored. Conflicts are the API server's 409
+/// (`kube::is_conflict`).
 pub async fn write_docker_secret(
     kube: &Kube,
     namespace: &str,

@@ -17,8 +17,12 @@
 //! - plan (`plan`): per team, what to create or change; the Secret is the
 //!   source of truth for a robot's password.
 //! - apply (`apply`): teams in parallel (`--concurrency`), a failed team
-//!   does not stop the others; a rerun converges.
-//! - verify: each robot credential this run changed gets a token.
+//!   does not stop the others; a rerun converges. Beside another writer
+//!   (a second run, Otomi's operator) the Secret is written first and a
+//!   writer that loses a race takes the password the winner stored.
+//! - verify: each Secret this run touched is read again and its
+//!   credentials get one token request, so success is only reported when
+//!   what is in the cluster now works, whoever wrote it last.
 
 mod apply;
 mod cluster;
@@ -30,7 +34,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use futures::stream::{self, StreamExt};
 
-use self::apply::ToVerify;
+use self::apply::{ToVerify, Writes};
 use self::cluster::ClusterState;
 use self::model::{TeamId, ADMIN_TEAM};
 use self::plan::{Credentials, HarborState, TeamPlan};
@@ -403,11 +407,12 @@ impl Repair for ProvisionRepair {
         }
         let plans: Vec<TeamPlan> = self.changes().cloned().collect();
         let progress = progress_bar(&ctx.out, plans.len());
+        let writes = Writes::default();
         let results: Vec<(TeamId, Result<Vec<ToVerify>>)> = stream::iter(plans)
             .map(|p| {
-                let (state, progress) = (&state, &progress);
+                let (state, progress, writes) = (&state, &progress, &writes);
                 async move {
-                    let r = apply::apply_team(harbor, kube, state, &p).await;
+                    let r = apply::apply_team(harbor, kube, state, &p, writes).await;
                     progress.inc(1);
                     (p.team.clone(), r)
                 }
@@ -428,6 +433,14 @@ impl Repair for ProvisionRepair {
             return Ok(());
         }
         failed.sort();
+        if !writes.any() {
+            return Err(refused(format!(
+                "provisioning failed for {} of {total} team(s) before any change; nothing was \
+                 changed. Run the same command again once the cause is fixed.\n  {}",
+                failed.len(),
+                failed.join("\n  ")
+            )));
+        }
         Err(incomplete(format!(
             "provisioning failed for {} of {total} team(s); the others were provisioned. Run the \
              same command again once the cause is fixed: it continues where this run stopped.\n  {}",
@@ -438,32 +451,51 @@ impl Repair for ProvisionRepair {
 
     async fn verify(&mut self, ctx: &Ctx) -> Result<Verification> {
         let harbor = ctx.harbor().await?;
-        let results: Vec<(ToVerify, Result<TokenCheck>)> = stream::iter(self.to_verify.clone())
-            .map(|v| async move {
-                let r = harbor.registry_token(&v.login, &v.password, None).await;
-                (v, r)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        let mut refused_logins = Vec::new();
+        let kube = ctx.kube().await?;
+        let state = self.state.as_ref().expect("planned");
+        // The Secrets as they are now, not the passwords this run chose:
+        // another writer may have stored its own since, and what counts is
+        // that the credentials pods and people use work. One token request
+        // per robot: Harbor delays and locks a name after a rejected login.
+        let results: Vec<(ToVerify, Result<std::result::Result<TokenCheck, String>>)> =
+            stream::iter(self.to_verify.clone())
+                .map(|v| async move {
+                    let r = async {
+                        let now = cluster::read_secret(kube, &v.team.name(), v.kind).await?;
+                        match plan::robot_credentials(now.as_ref(), state, &v.team, v.kind) {
+                            Ok(auth) => Ok(Ok(harbor
+                                .registry_token(&auth.username, &auth.password, None)
+                                .await?)),
+                            Err(why) => Ok(Err(why)),
+                        }
+                    }
+                    .await;
+                    (v, r)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut problems = Vec::new();
         for (v, r) in results {
-            if r? == TokenCheck::Rejected {
-                refused_logins.push(format!(
-                    "{} (team {}, {})",
-                    v.login,
-                    v.team,
-                    v.kind.secret_name()
-                ));
+            let secret = format!("{}/{}", v.team.name(), v.kind.secret_name());
+            match r? {
+                Ok(TokenCheck::Accepted) => {}
+                Ok(TokenCheck::Rejected) => problems.push(format!(
+                    "Harbor refuses the credentials now in {secret} (robot {})",
+                    v.login
+                )),
+                Err(why) => problems.push(format!("{secret} is not usable now: {why}")),
             }
         }
-        if refused_logins.is_empty() {
+        if problems.is_empty() {
             Ok(Verification::Verified)
         } else {
-            refused_logins.sort();
+            problems.sort();
             Ok(Verification::NotVerified(format!(
-                "Harbor refuses the credentials now in the Secrets of: {}",
-                refused_logins.join(", ")
+                "{}. Another writer (a second provision, Otomi's operator) may have changed \
+                 them meanwhile; run `harbor-doctor diagnose teams` in a minute and provision \
+                 again if it still reports them",
+                problems.join("; ")
             )))
         }
     }

@@ -360,6 +360,19 @@ pub fn read_docker_secret(
     }
 }
 
+/// A new robot password that Harbor accepts (8-128 characters with an
+/// upper-case letter, a lower-case letter and a digit), made here so that
+/// it can be stored in the Secret before the robot gets it.
+pub fn generate_password() -> Secret {
+    use rand::distr::{Alphanumeric, SampleString};
+    loop {
+        let candidate = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        if super::plan::harbor_accepts_secret(&candidate) {
+            return Secret::new(candidate);
+        }
+    }
+}
+
 /// The `.dockerconfigjson` Otomi writes: one registry, with username,
 /// password and the `auth` docker reads.
 pub fn docker_config_json(host: &str, username: &str, password: &Secret) -> Vec<u8> {
@@ -397,6 +410,15 @@ mod tests {
         assert_eq!(t.robot_name(RobotKind::Push), "team-demo-push");
         assert_eq!(TeamId::from_namespace("team-demo"), Some(t));
         assert_eq!(TeamId::from_namespace("kube-system"), None);
+    }
+
+    #[test]
+    fn generated_passwords_meet_harbors_rule_and_differ() {
+        let (a, b) = (generate_password(), generate_password());
+        for p in [&a, &b] {
+            assert!(super::super::plan::harbor_accepts_secret(p.expose()));
+        }
+        assert_ne!(a, b);
     }
 
     #[test]

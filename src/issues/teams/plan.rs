@@ -6,7 +6,8 @@
 //! The team's Secret is the source of truth for a robot's password: a
 //! robot that is missing, recreated or whose secret no longer works gets
 //! the password from its Secret; only when the Secret is missing or
-//! unusable are both regenerated together.
+//! unusable are both regenerated together, the Secret first (see `apply`),
+//! so that any other writer reading it sets the robot from the same one.
 
 use std::collections::BTreeMap;
 
@@ -418,8 +419,9 @@ pub enum PasswordStep {
     Keep,
     /// Set the robot's secret to the password in the Secret.
     FromSecret(Secret),
-    /// Use what Harbor generates (on creation, or a regenerated secret)
-    /// and write it into the Secret.
+    /// A new password made here: written to the Secret first, then given
+    /// to the robot (on creation, or set on the existing one). Never one
+    /// Harbor regenerates: another writer may have stored one meanwhile.
     Generate,
 }
 
@@ -524,14 +526,14 @@ impl TeamPlan {
                     target(format!("robot {login} secret")),
                     format!("to the password in {name}/{}", rp.kind.secret_name()),
                 )),
-                // A robot created now comes with the secret Harbor made.
+                // A robot created now is created with the new password.
                 PasswordStep::Generate
                     if matches!(rp.robot, RobotStep::Create | RobotStep::Recreate { .. }) => {}
                 PasswordStep::Generate => steps.push(PlanStep::new(
                     "regenerate",
                     target(format!("robot {login} secret")),
                     format!(
-                        "new secret from Harbor, written to {name}/{}",
+                        "new password, written to {name}/{} first, then set on the robot",
                         rp.kind.secret_name()
                     ),
                 )),
@@ -548,7 +550,7 @@ impl TeamPlan {
                         "kubernetes.io/dockerconfigjson for {} as {login}, with {}",
                         harbor.host,
                         match rp.password {
-                            PasswordStep::Generate => "the secret Harbor generates",
+                            PasswordStep::Generate => "a new password",
                             _ => "the password it holds now",
                         }
                     ),
@@ -563,6 +565,61 @@ impl TeamPlan {
             ));
         }
         steps
+    }
+}
+
+/// The credentials a robot's Secret holds for it, or why it holds none
+/// (a reason safe to show): read again after another writer won a race,
+/// and by verification.
+pub fn robot_credentials(
+    secret: Option<&k8s_openapi::api::core::v1::Secret>,
+    harbor: &HarborState,
+    team: &TeamId,
+    kind: RobotKind,
+) -> Result<DockerAuth, String> {
+    let Some(secret) = secret else {
+        return Err("it does not exist".into());
+    };
+    let (ty, data) = docker_data(secret);
+    match read_docker_secret(ty, data, &harbor.host) {
+        SecretState::Missing => Err("it does not exist".into()),
+        SecretState::Malformed(why) => Err(why),
+        SecretState::Valid { auth, .. } if auth.host != harbor.host => Err(format!(
+            "it is for registry {}, not {}",
+            auth.host, harbor.host
+        )),
+        SecretState::Valid { auth, .. } if auth.username != harbor.login_name(team, kind) => {
+            Err(format!("it logs in as {}", auth.username))
+        }
+        SecretState::Valid { other_hosts, .. } if !other_hosts.is_empty() => {
+            Err(format!("it also names {}", other_hosts.join(", ")))
+        }
+        SecretState::Valid { auth, .. } => Ok(auth),
+    }
+}
+
+/// What to do with a Secret that changed since it was read (a create or
+/// replace answered 409): another writer stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretDecision {
+    /// It holds usable credentials for the robot: take its password and
+    /// write nothing, so both writers set the robot from the same Secret.
+    Adopt(Secret),
+    /// It still needs writing: replace it as read now (None: create it).
+    Write(Option<Box<k8s_openapi::api::core::v1::Secret>>),
+}
+
+pub fn redecide_secret(
+    reread: Option<k8s_openapi::api::core::v1::Secret>,
+    harbor: &HarborState,
+    team: &TeamId,
+    kind: RobotKind,
+) -> SecretDecision {
+    match robot_credentials(reread.as_ref(), harbor, team, kind) {
+        Ok(auth) if harbor_accepts_secret(auth.password.expose()) => {
+            SecretDecision::Adopt(auth.password)
+        }
+        _ => SecretDecision::Write(reread.map(Box::new)),
     }
 }
 
@@ -875,6 +932,49 @@ mod tests {
             access: RobotKind::Pull.permissions("team-b")[0].access.clone(),
         }];
         assert!(!scope_is_exact(&other, RobotKind::Pull, "team-a"));
+    }
+
+    #[test]
+    fn a_secret_another_writer_stored_is_adopted_only_when_usable() {
+        let h = healthy_harbor();
+        let pull = RobotKind::Pull;
+        let good = secret(pull, HOST, "otomi-team-a-pull", "Other1Writer");
+        assert_eq!(
+            redecide_secret(Some(good), &h, &team(), pull),
+            SecretDecision::Adopt(Secret::new("Other1Writer"))
+        );
+        // Still wrong, or a password Harbor would refuse: write it again,
+        // as read now; gone meanwhile: create it.
+        for bad in [
+            secret(pull, "old.example.com", "otomi-team-a-pull", PASSWORD),
+            secret(pull, HOST, "someone-else", PASSWORD),
+            secret(pull, HOST, "otomi-team-a-pull", "short"),
+        ] {
+            assert_eq!(
+                redecide_secret(Some(bad.clone()), &h, &team(), pull),
+                SecretDecision::Write(Some(Box::new(bad)))
+            );
+        }
+        assert_eq!(
+            redecide_secret(None, &h, &team(), pull),
+            SecretDecision::Write(None)
+        );
+        let why = robot_credentials(None, &h, &team(), pull).unwrap_err();
+        assert!(why.contains("does not exist"), "{why}");
+    }
+
+    #[test]
+    fn a_missing_secret_beside_an_existing_robot_gets_a_new_password_set_on_it() {
+        let (h, mut c) = (healthy_harbor(), healthy_cluster());
+        c.secrets.remove(&("team-a".to_string(), RobotKind::Push));
+        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let push = &plan.robots[1];
+        assert_eq!(push.robot, RobotStep::Keep);
+        assert_eq!(push.password, PasswordStep::Generate);
+        assert!(push.write_secret && push.existing_secret.is_none());
+        let steps = plan.steps(&h);
+        let regenerate = steps.iter().find(|s| s.action == "regenerate").unwrap();
+        assert!(regenerate.detail.contains("first"), "{regenerate:?}");
     }
 
     #[test]

@@ -643,6 +643,7 @@ struct RobotReq {
     duration: Option<i64>,
     disable: Option<bool>,
     permissions: Option<Vec<RobotPermission>>,
+    secret: Option<String>,
 }
 
 /// Harbor's checks on a robot's duration, level and permissions.
@@ -734,9 +735,15 @@ pub async fn create_robot(
     let now = Utc::now();
     let (duration, expires_at) = st.expiry_for(duration, now);
     let id = st.next_id();
-    // A secret in the request is ignored, as older Harbors do: the secret is
-    // always generated here and set with PATCH afterwards.
-    let secret = generate_secret();
+    // A secret chosen by the caller is kept (Harbor 2.x checks it with the
+    // same rule as PATCH); without one Harbor makes one.
+    let secret = match req.secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) if is_valid_robot_secret(s) => s.to_string(),
+        Some(_) => return bad_request(
+            "the secret must be 8 to 128 characters long with at least 1 uppercase letter, 1 lowercase letter and 1 number",
+        ),
+        None => generate_secret(),
+    };
     let robot = Robot {
         id,
         name: stored_name,

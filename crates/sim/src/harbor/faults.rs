@@ -10,6 +10,8 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::gate::Gate;
+
 /// A planned failure. Build one with [`Fault::on`] and hand it to
 /// `HarborSim::inject_fault`.
 #[derive(Debug, Clone)]
@@ -100,6 +102,21 @@ impl Fault {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         resp
+    }
+}
+
+/// Requests held at a [`Gate`] until the test releases them: how tests put
+/// a second writer's step between two of the doctor's requests.
+#[derive(Debug, Clone)]
+pub(crate) struct Pause {
+    pub(crate) method: Method,
+    pub(crate) path_prefix: String,
+    pub(crate) gate: Gate,
+}
+
+impl Pause {
+    pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
+        self.gate.is_catching() && self.method == *method && path.starts_with(&self.path_prefix)
     }
 }
 

@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 
 use crate::tls::{self, ServerHandle, TestPki};
 
+pub use crate::gate::Gate;
 pub use faults::Fault;
 pub use model::{Member, OidcUser, Project, Robot, RobotAccess, RobotPermission};
 pub use prism::HarborEndpoint;
@@ -530,6 +531,19 @@ impl HarborSim {
     pub fn inject_fault(&self, fault: Fault) {
         self.sim.state.lock().faults.push(fault);
     }
+
+    /// Holds the next `times` requests with this method whose path starts
+    /// with `path_prefix` until the test releases them through the gate
+    /// returned (before faults apply and before the request takes effect).
+    pub fn pause(&self, method: &str, path_prefix: &str, times: usize) -> Gate {
+        let gate = Gate::new(times);
+        self.sim.state.lock().pauses.push(faults::Pause {
+            method: Method::from_bytes(method.as_bytes()).expect("an HTTP method name"),
+            path_prefix: path_prefix.to_string(),
+            gate: gate.clone(),
+        });
+        gate
+    }
 }
 
 fn scope_has_offline_access(scope: &str) -> bool {
@@ -593,6 +607,17 @@ async fn around_request(State(sim): State<Arc<Sim>>, req: Request, next: Next) -
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
+    let pause = {
+        let mut st = sim.state.lock();
+        st.pauses.retain(|p| p.gate.is_catching());
+        st.pauses
+            .iter()
+            .find(|p| p.matches(&method, &path))
+            .map(|p| p.gate.clone())
+    };
+    if let Some(gate) = pause {
+        gate.pass().await;
+    }
     let (latency, fault) = {
         let mut st = sim.state.lock();
         let fault = st

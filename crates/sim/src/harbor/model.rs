@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::faults::Fault;
+use super::faults::{Fault, Pause};
 use super::HarborRequest;
 
 /// The user id Harbor always gives its local `admin`.
@@ -355,6 +355,7 @@ pub struct HarborState {
     pub tokens: HashMap<String, IssuedToken>,
     pub requests: Vec<HarborRequest>,
     pub faults: Vec<Fault>,
+    pub(crate) pauses: Vec<Pause>,
     pub latency: Duration,
     pub login_penalty: Duration,
     next_id: i64,
@@ -394,6 +395,7 @@ impl HarborState {
             tokens: HashMap::new(),
             requests: Vec::new(),
             faults: Vec::new(),
+            pauses: Vec::new(),
             latency: Duration::ZERO,
             login_penalty: Duration::from_millis(1500),
             // Ids 1 (admin) and 2 (anonymous) are taken, as in Harbor.

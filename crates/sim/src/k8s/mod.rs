@@ -55,6 +55,8 @@ pub use harbor::{
 };
 pub use rbac::{AccessRequest, PolicyRule};
 
+pub use crate::gate::Gate;
+
 use crate::tls::{ServerHandle, TestPki};
 use rbac::Principal;
 use store::Store;
@@ -159,8 +161,19 @@ impl Default for Timing {
     }
 }
 
+/// Requests held at a gate until the test releases them (see
+/// [`KubeSim::pause`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Pause {
+    pub(crate) verb: String,
+    pub(crate) resource: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) gate: Gate,
+}
+
 pub(crate) struct Inner {
     pub(crate) store: Mutex<Store>,
+    pub(crate) pauses: Mutex<Vec<Pause>>,
     pub(crate) principals: Mutex<HashMap<String, Principal>>,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) faults: Mutex<Vec<Fault>>,
@@ -199,6 +212,7 @@ impl KubeSim {
         let (stopped, _) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
             store: Mutex::new(Store::new()),
+            pauses: Mutex::new(Vec::new()),
             principals: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
@@ -392,6 +406,20 @@ impl KubeSim {
 
     pub fn inject_fault(&self, fault: Fault) {
         self.inner.faults.lock().push(fault);
+    }
+
+    /// Holds the next `times` requests with `verb` on `resource` (plural;
+    /// in `namespace` when given) until the test releases them through the
+    /// gate returned; they are then served as usual.
+    pub fn pause(&self, verb: &str, resource: &str, namespace: Option<&str>, times: usize) -> Gate {
+        let gate = Gate::new(times);
+        self.inner.pauses.lock().push(Pause {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            namespace: namespace.map(str::to_string),
+            gate: gate.clone(),
+        });
+        gate
     }
 
     pub fn clear_faults(&self) {

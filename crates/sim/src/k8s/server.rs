@@ -214,6 +214,23 @@ async fn dispatch(
     if let Err(e) = authorize(&principal, &target, &verb, &record.also_requires) {
         return e.into_response();
     }
+    let pause = {
+        let mut pauses = inner.pauses.lock();
+        pauses.retain(|p| p.gate.is_catching());
+        pauses
+            .iter()
+            .find(|p| {
+                p.verb == verb
+                    && p.resource == target.rt.plural
+                    && p.namespace
+                        .as_deref()
+                        .is_none_or(|n| Some(n) == target.namespace.as_deref())
+            })
+            .map(|p| p.gate.clone())
+    };
+    if let Some(gate) = pause {
+        gate.pass().await;
+    }
     if let Some(e) = take_fault(inner, &target, &verb) {
         return e.into_response();
     }
