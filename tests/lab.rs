@@ -271,7 +271,10 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     assert_exit(&first, 1);
     let doc = json(&first);
     assert_eq!(check(&doc, "connectivity")["status"], "ok", "{doc:#}");
-    assert_eq!(subjects(&doc, "oidc-users"), ["user alice", "user bob"]);
+    assert_eq!(
+        subjects(&doc, "oidc-users"),
+        ["user alice@example.com", "user bob@example.com"]
+    );
     assert_eq!(
         subjects(&doc, "multi-attach"),
         ["deployment harbor/harbor-registry"]
@@ -347,8 +350,8 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
         [
             "harbor-doctor fix cli-login --yes",
             "harbor-doctor fix multi-attach --yes",
-            "harbor-doctor fix oidc-conflict --user alice --yes",
-            "harbor-doctor fix oidc-conflict --user bob --yes",
+            "harbor-doctor fix oidc-conflict --user alice@example.com --yes",
+            "harbor-doctor fix oidc-conflict --user bob@example.com --yes",
             "harbor-doctor fix registry-strategy --yes",
             "harbor-doctor provision --team beta --yes",
             "harbor-doctor provision --team gamma --yes",
@@ -363,8 +366,8 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     for repair in [
         "-cli-login-",
         "-multi-attach-",
-        "-oidc-conflict-alice",
-        "-oidc-conflict-bob",
+        "-oidc-conflict-alice_example.com",
+        "-oidc-conflict-bob_example.com",
         "-registry-strategy-",
     ] {
         assert!(
@@ -419,8 +422,8 @@ fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
     for repair in [
         "+ harbor-doctor fix cli-login --yes",
         "+ harbor-doctor fix multi-attach --yes",
-        "+ harbor-doctor fix oidc-conflict --user alice --yes",
-        "+ harbor-doctor fix oidc-conflict --user bob --yes",
+        "+ harbor-doctor fix oidc-conflict --user alice@example.com --yes",
+        "+ harbor-doctor fix oidc-conflict --user bob@example.com --yes",
         "+ harbor-doctor fix registry-strategy --yes",
         "+ harbor-doctor provision --team beta --yes",
         "+ harbor-doctor provision --team gamma --yes",

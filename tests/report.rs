@@ -173,16 +173,23 @@ async fn every_check_of_a_broken_installation_in_designs_json_document() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["subject"] == "user alice")
+        .find(|f| f["subject"] == "user alice@example.com")
         .expect("alice is found");
     assert_eq!(
         alice["repair"],
-        "harbor-doctor fix oidc-conflict --user alice"
+        "harbor-doctor fix oidc-conflict --user alice@example.com"
     );
     assert_eq!(alice["runbook"], "oidc-conflict");
     for key in ["stored_sub", "keycloak_sub", "issuer"] {
         assert!(alice["evidence"][key].is_string(), "{alice:#}");
     }
+    // The lab plants a look-alike with alice's address, unverified: the
+    // repair hands the account to the true, verified one.
+    assert_eq!(
+        alice["evidence"]["keycloak_user"]["username"], "alice",
+        "{alice:#}"
+    );
+    assert_eq!(alice["evidence"]["keycloak_user"]["email_verified"], true);
     assert!(
         stderr(&o).is_empty(),
         "nothing but the document when piped: {}",

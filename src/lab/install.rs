@@ -37,6 +37,8 @@ const HARBOR_ADMIN_PASSWORD: &str = "Harbor12345";
 pub const STALE_USERS: [&str; 2] = ["alice", "bob"];
 /// A user whose link matches Keycloak: the control.
 pub const HEALTHY_USER: &str = "carol";
+/// A Keycloak user whose unverified email is the first stale user's.
+pub const LOOK_ALIKE: &str = "mallory";
 /// A team provisioned as Otomi provisions it, left intact.
 pub const HEALTHY_TEAM: &str = "alpha";
 /// A team whose push robot was deleted in Harbor.
@@ -188,22 +190,24 @@ impl Lab {
         let sql = postgres::connect(&registry.url).await?;
         sql.execute(
             "INSERT INTO properties (k, v) VALUES ('auth_mode', 'oidc_auth'), ('oidc_endpoint', $1),
-                    ('oidc_scope', 'openid'), ('oidc_user_claim', 'preferred_username'),
+                    ('oidc_scope', 'openid'), ('oidc_user_claim', 'email'),
                     ('robot_name_prefix', $2)
              ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
             &[&issuer, &ROBOT_PREFIX],
         )
         .await
         .context("writing Harbor's OIDC settings into the registry database")?;
+        // As on Otomi, Harbor takes usernames from the email claim, so a
+        // Harbor username is the person's email address.
         for name in STALE_USERS.iter().chain([&HEALTHY_USER]) {
             let sub = uuid::Uuid::new_v4().to_string();
-            self.keycloak
-                .add_user(REALM, name, Some(&format!("{name}@example.com")), &sub);
+            let email = format!("{name}@example.com");
+            self.keycloak.add_user(REALM, name, Some(&email), &sub);
             let user_id: i32 = sql
                 .query_one(
                     "INSERT INTO harbor_user (username, email, password, realname)
-                     VALUES ($1, $2, '', $1) RETURNING user_id",
-                    &[name, &format!("{name}@example.com")],
+                     VALUES ($1, $1, '', $2) RETURNING user_id",
+                    &[&email, name],
                 )
                 .await?
                 .get(0);
@@ -231,7 +235,7 @@ impl Lab {
             .await?;
         }
         // Keycloak redeployed without its database: the stale users come
-        // back with new ids, the same usernames and emails.
+        // back with new ids, the same usernames and (verified) emails.
         for name in STALE_USERS {
             self.keycloak.add_user(
                 REALM,
@@ -240,10 +244,21 @@ impl Lab {
                 &uuid::Uuid::new_v4().to_string(),
             );
         }
+        // And a look-alike who set the first stale user's address as their
+        // own email, unverified: the doctor must relink to the true account.
+        self.keycloak.add_user_verified(
+            REALM,
+            LOOK_ALIKE,
+            Some(&format!("{}@example.com", STALE_USERS[0])),
+            false,
+            &uuid::Uuid::new_v4().to_string(),
+        );
         self.planted.push(format!(
             "oidc-users: {}'s Keycloak ids changed (Keycloak was redeployed); their next login \
-             fails with a 409 conflict ({HEALTHY_USER} is healthy)",
-            STALE_USERS.join(" and ")
+             fails with a 409 conflict ({HEALTHY_USER} is healthy; {LOOK_ALIKE} set {}'s address as an \
+             unverified email and must not get the account)",
+            STALE_USERS.join(" and "),
+            STALE_USERS[0]
         ));
         Ok(())
     }
