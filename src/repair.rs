@@ -62,21 +62,28 @@ pub trait Repair {
 /// even when the repair fails after writing it.
 pub struct BackupSink {
     store: BackupStore,
+    quiet: bool,
     pub written: Option<PathBuf>,
 }
 
 impl BackupSink {
-    pub fn new(store: BackupStore) -> BackupSink {
+    pub fn new(store: BackupStore, quiet: bool) -> BackupSink {
         BackupSink {
             store,
+            quiet,
             written: None,
         }
     }
 
-    /// Writes the backup (fsynced) and returns its path.
+    /// Writes the backup (fsynced) and returns its path. The path is
+    /// printed at once, before the change it guards can commit: whatever
+    /// ends the process afterwards, the person has already been told.
     pub fn write(&mut self, backup: &Backup) -> Result<PathBuf> {
         let path = self.store.write(backup)?;
         crate::signals::backup_written(&path);
+        if !self.quiet {
+            eprintln!("Backup: {}", path.display());
+        }
         self.written = Some(path.clone());
         Ok(path)
     }
@@ -125,12 +132,9 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
             "interrupted before any change; nothing was changed",
         ));
     }
-    let mut sink = BackupSink::new(BackupStore::new(ctx.opts.backup_dir.as_deref())?);
+    let mut sink = BackupSink::new(BackupStore::new(ctx.opts.backup_dir.as_deref())?, out.quiet);
     let applied = repair.apply(ctx, &mut sink).await;
     report.backup = sink.written.as_ref().map(|p| p.display().to_string());
-    if let Some(path) = &report.backup {
-        out.info(format!("Backup: {path}"));
-    }
     if let Err(e) = applied {
         out.print_repair(&report);
         let code = failed_apply_code(&e);

@@ -73,15 +73,23 @@ pub fn catch_during_repair() {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             let backup = BACKUP.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // The apply had started: something may have changed (a
+            // transaction still open rolls back as the connection closes,
+            // but provisioning's Harbor calls are not transactional).
             match backup {
                 Some(p) => eprintln!(
-                    "Stopped at once. Backup: {}. Whether the change committed: run `harbor-doctor diagnose` \
-                     to see the state.",
+                    "Stopped at once. Backup: {}. Whether the change committed is unknown: run \
+                     `harbor-doctor diagnose` to see the state.",
                     p.display()
                 ),
-                None => eprintln!("Stopped at once, before any backup was written: nothing was changed."),
+                None => eprintln!(
+                    "Stopped at once, before a backup was written. A database repair changed nothing; \
+                     provisioning may have created some of what was missing. Run `harbor-doctor diagnose` \
+                     to see the state."
+                ),
             }
-            std::process::exit(crate::outcome::ExitCode::Incomplete.code());
+            let code = crate::outcome::ExitCode::Incomplete;
+            std::process::exit(code.code());
         }
     });
 }

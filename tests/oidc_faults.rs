@@ -376,3 +376,146 @@ async fn a_frozen_connection_is_bounded_by_the_timeout_and_releases_the_locks() 
     assert!(backups_in(backups.path()).is_empty());
     proxy.release();
 }
+
+/// The doctor as a child process, fixing alice through `url`, with its
+/// stderr piped so the test can see when the signal was taken.
+fn spawn_fix(backups: &std::path::Path, url: &str) -> std::process::Child {
+    let mut cmd = bare_doctor_process();
+    cmd.env("HARBOR_DATABASE_URL", url)
+        .env("HARBOR_DOCTOR_BACKUP_DIR", backups)
+        .env("HARBOR_DOCTOR_TIMEOUT", "20")
+        .args([
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "alice",
+            "--new-sub",
+            NEW_SUB,
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill with a pid this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Reads stderr lines until one contains `needle`; returns what was read.
+fn read_until(stderr: &mut impl std::io::BufRead, needle: &str) -> String {
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains(needle) {
+            break;
+        }
+        line.clear();
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_repair_finishes_the_transaction_and_names_the_backup() {
+    let reg = Registry::new().await;
+    let alice = reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let proxy = PauseProxy::start(db_addr(&reg), b"UPDATE oidc_user")
+        .await
+        .unwrap();
+    let mut child = spawn_fix(backups.path(), &via_addr(&reg, proxy.addr));
+    tokio::time::timeout(std::time::Duration::from_secs(60), proxy.wait_held())
+        .await
+        .expect("the repair reaches its UPDATE");
+    sigterm(&child);
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (err, mut seen) = tokio::task::spawn_blocking(move || {
+        let seen = read_until(&mut err, "Interrupted");
+        (err, seen)
+    })
+    .await
+    .unwrap();
+    proxy.release();
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        let mut err = err;
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        (child.wait().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    seen.push_str(&rest);
+    // The transaction finished (it committed), the backup was named, and
+    // the run stopped before verifying: exit 5, honestly.
+    assert_eq!(status.code(), Some(5), "{seen}");
+    assert!(seen.contains("Backup: "), "{seen}");
+    assert!(seen.contains("was not verified"), "{seen}");
+    assert_eq!(
+        reg.subiss_of(alice).await,
+        vec![format!("{NEW_SUB}{ISSUER}")]
+    );
+    let names: Vec<String> = std::fs::read_dir(backups.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "one backup and no temporary file: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once_and_the_database_rolls_back() {
+    let reg = Registry::new().await;
+    reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
+    let before = reg.snapshot().await;
+    let backups = tempfile::tempdir().unwrap();
+    let proxy = PauseProxy::start(db_addr(&reg), b"UPDATE oidc_user")
+        .await
+        .unwrap();
+    let mut child = spawn_fix(backups.path(), &via_addr(&reg, proxy.addr));
+    tokio::time::timeout(std::time::Duration::from_secs(60), proxy.wait_held())
+        .await
+        .expect("the repair reaches its UPDATE");
+    sigterm(&child);
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let child_pid = child.id();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = read_until(&mut err, "Interrupted");
+        // SAFETY: the pid of the child this test started.
+        unsafe { libc::kill(child_pid as i32, libc::SIGTERM) };
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        seen.push_str(&rest);
+        seen
+    })
+    .await
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(5), "{seen}");
+    assert!(
+        seen.contains("Stopped at once, before a backup was written"),
+        "{seen}"
+    );
+    proxy.release();
+    // The connection closed with the process: PostgreSQL rolled back.
+    reg.sql
+        .batch_execute("SET lock_timeout = '30s'")
+        .await
+        .unwrap();
+    reg.sql
+        .execute("SELECT 1 FROM oidc_user FOR UPDATE", &[])
+        .await
+        .unwrap();
+    assert_eq!(reg.snapshot().await, before);
+    assert_eq!(
+        std::fs::read_dir(backups.path()).unwrap().count(),
+        0,
+        "no file left behind"
+    );
+}

@@ -133,34 +133,46 @@ impl DbTarget {
                  ?sslmode=disable|prefer|require|verify-ca|verify-full (the URL is not shown, it may hold a password)",
             )
         };
-        let (config, sslmode, rootcert) =
-            if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-                let mut url = url::Url::parse(raw).map_err(|_| bad())?;
-                let mut sslmode = None;
-                let mut rootcert = None;
-                let kept: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter_map(|(k, v)| match k.as_ref() {
-                        "sslmode" => {
-                            sslmode = Some(v.into_owned());
-                            None
-                        }
-                        "sslrootcert" => {
-                            rootcert = Some(v.into_owned());
-                            None
-                        }
-                        _ => Some((k.into_owned(), v.into_owned())),
-                    })
-                    .collect();
-                url.set_query(None);
-                if !kept.is_empty() {
-                    url.query_pairs_mut().extend_pairs(kept);
-                }
-                let config: Config = url.as_str().parse().map_err(|_| bad())?;
-                (config, sslmode, rootcert)
-            } else {
-                return Err(bad());
-            };
+        let (config, sslmode, rootcert) = if raw.starts_with("postgres://")
+            || raw.starts_with("postgresql://")
+        {
+            let mut url = url::Url::parse(raw).map_err(|_| bad())?;
+            let mut sslmode = None;
+            let mut rootcert = None;
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter_map(|(k, v)| match k.as_ref() {
+                    "sslmode" => {
+                        sslmode = Some(v.into_owned());
+                        None
+                    }
+                    "sslrootcert" => {
+                        rootcert = Some(v.into_owned());
+                        None
+                    }
+                    _ => Some((k.into_owned(), v.into_owned())),
+                })
+                .collect();
+            // Percent-encoded by hand: form encoding would turn the
+            // spaces of `options=-c search_path=x` into `+`, which
+            // libpq-style URL parsing keeps as a plus.
+            let query = kept
+                .iter()
+                .map(|(k, v)| {
+                    let enc = |s: &str| {
+                        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                            .to_string()
+                    };
+                    format!("{}={}", enc(k), enc(v))
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            url.set_query((!query.is_empty()).then_some(query.as_str()));
+            let config: Config = url.as_str().parse().map_err(|_| bad())?;
+            (config, sslmode, rootcert)
+        } else {
+            return Err(bad());
+        };
         let mode = SslMode::parse(sslmode.as_deref().unwrap_or("prefer"))?;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -804,5 +816,21 @@ impl DbIdentity {
             ));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_options_survive_the_sslmode_rewrite() {
+        let t = DbTarget::from_url(
+            "postgres://u:p@db.example.com:5433/registry?sslmode=disable&options=-c%20search_path%3Dharbor&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(t.config.get_options(), Some("-c search_path=harbor"));
+        assert_eq!(t.config.get_dbname(), Some("registry"));
+        assert!(!t.describe().contains(":p@"));
     }
 }
