@@ -190,8 +190,11 @@ impl Ctx {
                     ca_cert: self.opts.ca_cert.clone(),
                     timeout: self.timeout(),
                 };
-                tracing::info!("using Harbor at {url}");
-                Harbor::new(settings)
+                // Logged only once the URL was checked: one with a password
+                // in it is refused, never printed.
+                let harbor = Harbor::new(settings)?;
+                tracing::info!("using Harbor at {}", harbor.base_url());
+                Ok(harbor)
             })
             .await
     }

@@ -203,3 +203,103 @@ async fn the_cluster_and_harbors_namespace_are_checked() {
         .clone();
     assert!(f["summary"].as_str().unwrap().contains("401"), "{f}");
 }
+
+/// A hostile "Harbor" that answers every request with a body that never
+/// ends (bounded here at 256 MiB so the test stops by itself).
+async fn endless_harbor() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 65536, "[".repeat(65536));
+                for _ in 0..4096 {
+                    if s.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_is_cut_at_the_cap_not_read_into_memory() {
+    let addr = endless_harbor().await;
+    let o = run({
+        let mut c = bare_doctor();
+        c.env("HARBOR_URL", format!("http://{addr}"))
+            .env("HARBOR_PASSWORD", "irrelevant-1")
+            .env("HARBOR_DOCTOR_TIMEOUT", "30")
+            .args(["diagnose", "connectivity", "-o", "json"]);
+        c
+    })
+    .await;
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(text.contains("larger than"), "{text}");
+    assert!(
+        text.len() < 20_000,
+        "the answer is not echoed: {} bytes",
+        text.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_with_credentials_are_refused_without_echoing_them() {
+    let canary = "Url-Canary-Password-5151";
+    for (var, value) in [
+        (
+            "HARBOR_URL",
+            format!("https://admin:{canary}@harbor.example.com"),
+        ),
+        (
+            "KEYCLOAK_URL",
+            format!("https://admin:{canary}@keycloak.example.com"),
+        ),
+    ] {
+        let reg = Registry::new().await;
+        let backups = tempfile::tempdir().unwrap();
+        let mut cmd = doctor(&reg, backups.path());
+        cmd.env(var, &value)
+            .env("HARBOR_PASSWORD", "x")
+            .env("KEYCLOAK_USERNAME", "admin")
+            .env("KEYCLOAK_PASSWORD", "y")
+            .args(["diagnose", "-o", "json", "-vvv"]);
+        let o = run(cmd).await;
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(!text.contains(canary), "{var} leaked:\n{text}");
+        assert!(text.contains("user name or password"), "{var}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_user_name_is_cut_in_messages() {
+    let reg = Registry::new().await;
+    let backups = tempfile::tempdir().unwrap();
+    let name = "n".repeat(100_000);
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &["fix", "oidc-conflict", "--user", &name, "--new-sub", "x"],
+    )
+    .await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).len() < 2_000,
+        "{} bytes of error",
+        stderr(&o).len()
+    );
+    assert!(
+        stderr(&o).contains("100000 characters in all"),
+        "{}",
+        stderr(&o)
+    );
+}
