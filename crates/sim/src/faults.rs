@@ -33,7 +33,7 @@ impl CutProxy {
                 let pattern = pattern.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let _ = relay(client, upstream, &pattern, &counter).await;
+                    let _ = relay(client, upstream, &pattern, OnMatch::Cut(counter)).await;
                 });
             }
         });
@@ -46,11 +46,24 @@ impl CutProxy {
     }
 }
 
+/// What a relay does when the client sends the pattern.
+enum OnMatch {
+    /// Close both sides, forwarding nothing more (counted).
+    Cut(Arc<AtomicUsize>),
+    /// Hold the data until released, then go on (the first match only).
+    Hold {
+        held: Arc<tokio::sync::Notify>,
+        holds: Arc<AtomicUsize>,
+        release: tokio::sync::watch::Receiver<bool>,
+    },
+}
+
+/// Forwards one connection, watching the client's bytes for `pattern`.
 async fn relay(
     client: TcpStream,
     upstream: SocketAddr,
     pattern: &[u8],
-    cuts: &AtomicUsize,
+    mut on_match: OnMatch,
 ) -> Result<()> {
     let server = TcpStream::connect(upstream).await?;
     let (mut cr, mut cw) = client.into_split();
@@ -62,6 +75,7 @@ async fn relay(
     // Keep a tail of the previous read so a pattern split across reads is seen.
     let mut tail: Vec<u8> = vec![];
     let mut buf = vec![0u8; 16 * 1024];
+    let mut passed = false;
     loop {
         let n = cr.read(&mut buf).await?;
         if n == 0 {
@@ -69,10 +83,24 @@ async fn relay(
         }
         let mut window = tail.clone();
         window.extend_from_slice(&buf[..n]);
-        if window.windows(pattern.len()).any(|w| w == pattern) {
-            cuts.fetch_add(1, Ordering::SeqCst);
-            down.abort();
-            return Ok(()); // dropping both halves closes both connections
+        if !passed && window.windows(pattern.len()).any(|w| w == pattern) {
+            match &mut on_match {
+                OnMatch::Cut(cuts) => {
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                    down.abort();
+                    return Ok(()); // dropping both halves closes both connections
+                }
+                OnMatch::Hold {
+                    held,
+                    holds,
+                    release,
+                } => {
+                    holds.fetch_add(1, Ordering::SeqCst);
+                    held.notify_waiters();
+                    let _ = release.wait_for(|go| *go).await;
+                    passed = true;
+                }
+            }
         }
         sw.write_all(&buf[..n]).await?;
         let keep = pattern.len().saturating_sub(1).min(window.len());
@@ -108,9 +136,14 @@ impl PauseProxy {
         let (h, n, r) = (held.clone(), holds.clone(), release.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (pattern, h, n, r) = (pattern.clone(), h.clone(), n.clone(), r.subscribe());
+                let on_match = OnMatch::Hold {
+                    held: h.clone(),
+                    holds: n.clone(),
+                    release: r.subscribe(),
+                };
+                let pattern = pattern.clone();
                 tokio::spawn(async move {
-                    let _ = hold_relay(client, upstream, &pattern, h, n, r).await;
+                    let _ = relay(client, upstream, &pattern, on_match).await;
                 });
             }
         });
@@ -137,44 +170,4 @@ impl PauseProxy {
     pub fn release(&self) {
         let _ = self.release.send(true);
     }
-}
-
-async fn hold_relay(
-    client: TcpStream,
-    upstream: SocketAddr,
-    pattern: &[u8],
-    held: Arc<tokio::sync::Notify>,
-    holds: Arc<AtomicUsize>,
-    mut release: tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
-    let server = TcpStream::connect(upstream).await?;
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-        let _ = cw.shutdown().await;
-    });
-    let mut tail: Vec<u8> = vec![];
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut passed = false;
-    loop {
-        let n = cr.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        let mut window = tail.clone();
-        window.extend_from_slice(&buf[..n]);
-        if !passed && window.windows(pattern.len()).any(|w| w == pattern) {
-            holds.fetch_add(1, Ordering::SeqCst);
-            held.notify_waiters();
-            let _ = release.wait_for(|go| *go).await;
-            passed = true;
-        }
-        sw.write_all(&buf[..n]).await?;
-        let keep = pattern.len().saturating_sub(1).min(window.len());
-        tail = window[window.len() - keep..].to_vec();
-    }
-    let _ = sw.shutdown().await;
-    let _ = down.await;
-    Ok(())
 }
