@@ -587,21 +587,7 @@ async fn restore_refuses_a_truncated_or_edited_backup() {
     let reg = Registry::new().await;
     reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run_doctor(
-        &reg,
-        backups.path(),
-        &[
-            "fix",
-            "oidc-conflict",
-            "--user",
-            "alice",
-            "--new-sub",
-            NEW_SUB,
-            "--yes",
-        ],
-    )
-    .await;
-    assert_exit(&o, 0);
+    relink_alice(&reg, backups.path()).await;
     let backup = backups_in(backups.path()).pop().unwrap();
     let text = std::fs::read_to_string(&backup).unwrap();
     let after_fix = reg.snapshot().await;
