@@ -245,6 +245,17 @@ fn read_private_file(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>> {
     file.read_all(cap).map_err(|e| untrusted(e.to_string()))
 }
 
+/// Creates `path` (which must not exist) mode 0600 with `bytes`, on disk.
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// The seal key, created on first use. `create` is false for restore: a
 /// missing key means the backup was not sealed here.
 fn seal_key(create: bool) -> Result<Vec<u8>> {
@@ -264,13 +275,7 @@ fn seal_key(create: bool) -> Result<Vec<u8>> {
         // doctors starting at once agree on one key, and none reads half.
         let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", std::process::id()));
         let written = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(hex::encode(key).as_bytes())?;
-            f.sync_all()?;
+            write_new_private(&tmp, hex::encode(key).as_bytes())?;
             match std::fs::hard_link(&tmp, &path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -368,18 +373,11 @@ impl BackupStore {
         let mut document = serde_json::to_value(backup)?;
         let sealed = seal(&key, &document)?;
         document["seal"] = Value::String(sealed);
-        let bytes = serde_json::to_vec_pretty(&document)?;
+        let mut bytes = serde_json::to_vec_pretty(&document)?;
+        bytes.push(b'\n');
         let _hold = crate::signals::defer();
         let result = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            drop(file);
+            write_new_private(&tmp, &bytes)?;
             std::fs::rename(&tmp, &path)?;
             std::fs::File::open(&self.dir).and_then(|d| d.sync_all())
         })();
