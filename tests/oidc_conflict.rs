@@ -894,3 +894,46 @@ async fn even_a_sealed_backup_cannot_reach_beyond_its_repair() {
         assert_eq!(reg.snapshot().await, before);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_error_inside_restore_is_a_certain_rollback() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::new().await;
+    reg.oidc_user("bob", "b-sub", OLD_ISSUER).await;
+    let backups = tempfile::tempdir().unwrap();
+    let o = run_doctor(
+        &reg,
+        backups.path(),
+        &[
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "bob",
+            "--strategy",
+            "delete",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_exit(&o, 0);
+    // Within the repair's scope, but its link names a user that is gone
+    // for good: the foreign key refuses the insert inside the transaction.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(newest(backups.path())).unwrap()).unwrap();
+    let items = doc["items"].as_array_mut().unwrap();
+    items.retain(|i| i["table"] == "oidc_user");
+    items[0]["before"]["user_id"] = 424242.into();
+    seal_with_the_real_key(&mut doc);
+    let file = backups.path().join("dangling.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = reg.snapshot().await;
+    let o = restore(&reg, backups.path(), &file, &["--yes"]).await;
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("foreign key") && err.contains("rolled back, so nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(reg.snapshot().await, before);
+}

@@ -382,7 +382,6 @@ async fn only_an_unverified_email_is_never_relinked() {
     assert!(stderr(&o).contains("NOT verified"), "{}", stderr(&o));
     assert_eq!(w.reg.snapshot().await, before);
     assert!(backups_in(w.backups.path()).is_empty());
-    let _ = bob;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
