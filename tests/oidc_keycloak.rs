@@ -339,8 +339,7 @@ async fn an_unverified_look_alike_never_gets_the_account() {
 async fn only_an_unverified_email_is_never_relinked() {
     let w = email_claim_world().await;
     let issuer = w.kc.issuer("otomi");
-    let bob = w
-        .reg
+    w.reg
         .oidc_user("bob@example.com", "bob-old-sub", &issuer)
         .await;
     let bobby = "b0b00000-0000-4000-8000-000000000002";
