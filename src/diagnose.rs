@@ -26,7 +26,10 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
     } else {
         args.checks.clone()
     };
-    ids.dedup();
+    // Each check once, in the order first named (dedup alone only drops
+    // adjacent repeats: `teams connectivity teams` ran teams twice).
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
     let opts = CheckOptions::from_args(args)?;
     let names: Vec<&'static str> = ids.iter().map(|id| id.as_str()).collect();
     let running = Running::new(&names);

@@ -438,3 +438,18 @@ async fn tables_keep_a_fixed_width_when_piped() {
         stdout(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_named_twice_runs_once() {
+    let mut cmd = bare_doctor();
+    cmd.args(["diagnose", "teams", "connectivity", "teams", "-o", "json"]);
+    let o = run(cmd).await;
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["teams", "connectivity"]);
+}
