@@ -55,14 +55,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lab(args) => lab::run(&ctx, &args).await,
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {
-            packaging::completions(args.shell, &mut std::io::stdout());
+            packaging::completions(args.shell, &mut crate::pipe::stdout());
             Ok(ExitCode::Ok)
         }
     }
 }
 
 fn print_runbook(id: Option<&str>) -> Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::pipe::stdout();
     match id {
         None => {
             for (id, summary, _) in runbooks::RUNBOOKS {

@@ -205,7 +205,7 @@ pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
                 "Run this to log docker in with the robot (it needs kubectl, base64 and jq; the password \
                  is read from the Secret, never printed):",
             );
-            writeln!(std::io::stdout().lock(), "{command}")?;
+            writeln!(crate::pipe::stdout(), "{command}")?;
         }
         return Ok(ExitCode::Ok);
     };

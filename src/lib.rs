@@ -26,6 +26,7 @@ pub mod issues;
 pub mod lab;
 pub mod outcome;
 pub mod packaging;
+pub mod pipe;
 pub mod progress;
 pub mod render;
 pub mod repair;

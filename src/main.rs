@@ -21,14 +21,14 @@ fn main() {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            harbor_doctor::errln!("error: cannot start the async runtime: {e}");
             std::process::exit(ExitCode::CannotRun.code());
         }
     };
     let code = match runtime.block_on(app::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            harbor_doctor::errln!("error: {e:#}");
             exit_code_of(&e)
         }
     };

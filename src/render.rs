@@ -53,7 +53,7 @@ impl Output {
     /// A progress or context line for people, on stderr; silent with -q.
     pub fn info(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", msg.as_ref());
+            crate::errln!("{}", msg.as_ref());
         }
     }
 
@@ -74,7 +74,7 @@ impl Output {
         } else {
             "warning:".to_string()
         };
-        eprintln!("{label} {}", msg.as_ref());
+        crate::errln!("{label} {}", msg.as_ref());
     }
 
     /// An error on stderr, shown always.
@@ -89,13 +89,13 @@ impl Output {
         } else {
             "error:".to_string()
         };
-        eprintln!("{label} {}", msg.as_ref());
+        crate::errln!("{label} {}", msg.as_ref());
     }
 
     /// Prints the one JSON document of this run on stdout.
     pub fn print_json<T: Serialize>(&self, doc: &T) {
         match serde_json::to_string_pretty(doc) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => crate::outln!("{s}"),
             Err(e) => self.error(format!("could not encode the JSON output: {e}")),
         }
     }
@@ -104,7 +104,7 @@ impl Output {
     /// lab's `export` lines).
     pub fn print_stdout(&self, text: &str) {
         use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout = crate::pipe::stdout();
         let _ = stdout.write_all(text.as_bytes());
         let _ = stdout.flush();
     }
@@ -112,9 +112,9 @@ impl Output {
     /// Text for people: on stdout for tables, on stderr when stdout carries JSON.
     fn human(&self, text: &str) {
         if self.json() {
-            eprintln!("{text}");
+            crate::errln!("{text}");
         } else {
-            println!("{text}");
+            crate::outln!("{text}");
         }
     }
 
@@ -179,7 +179,7 @@ impl Output {
                     Cell::new(detail.join("\n")),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         let mut first = true;
         for severity in [Severity::Problem, Severity::Warning] {
@@ -197,7 +197,7 @@ impl Output {
             // A blank line between tables; none at the top with -q.
             let gap = if self.quiet && first { "" } else { "\n" };
             first = false;
-            println!("{gap}{title} ({})", findings.len());
+            crate::outln!("{gap}{title} ({})", findings.len());
             let mut t = self.table(true);
             t.set_header(vec!["subject", "finding", "repair / runbook"]);
             for f in findings {
@@ -224,13 +224,17 @@ impl Output {
                     Cell::new(repair),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         if !self.quiet {
             let s = &report.summary;
-            println!(
+            crate::outln!(
                 "\n{} ok, {} warning, {} problem, {} skipped, {} error",
-                s.ok, s.warning, s.problem, s.skipped, s.error
+                s.ok,
+                s.warning,
+                s.problem,
+                s.skipped,
+                s.error
             );
         }
     }

@@ -82,7 +82,7 @@ impl BackupSink {
         let path = self.store.write(backup)?;
         crate::signals::backup_written(&path);
         if !self.quiet {
-            eprintln!("Backup: {}", path.display());
+            crate::errln!("Backup: {}", path.display());
         }
         self.written = Some(path.clone());
         Ok(path)

@@ -59,7 +59,7 @@ pub fn catch_during_repair() {
             seen += 1;
             if seen == 1 {
                 INTERRUPTED.store(true, Ordering::SeqCst);
-                eprintln!(
+                crate::errln!(
                     "Interrupted: finishing the step in progress (the transaction commits or rolls back whole), \
                      then stopping. Press Ctrl-C again to stop at once."
                 );
@@ -77,12 +77,12 @@ pub fn catch_during_repair() {
             // transaction still open rolls back as the connection closes,
             // but provisioning's Harbor calls are not transactional).
             match backup {
-                Some(p) => eprintln!(
+                Some(p) => crate::errln!(
                     "Stopped at once. Backup: {}. Whether the change committed is unknown: run \
                      `harbor-doctor diagnose` to see the state.",
                     p.display()
                 ),
-                None => eprintln!(
+                None => crate::errln!(
                     "Stopped at once, before a backup was written. A database repair changed nothing; \
                      provisioning may have created some of what was missing. Run `harbor-doctor diagnose` \
                      to see the state."

@@ -453,3 +453,44 @@ async fn a_check_named_twice_runs_once() {
         .collect();
     assert_eq!(ids, ["teams", "connectivity"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_quietly_with_the_code_it_would_have_had() {
+    let lab = start_lab().await;
+    let commands: [&[&str]; 5] = [
+        &["diagnose"],
+        &["diagnose", "-o", "json"],
+        &["completions", "bash"],
+        &["runbook", "oidc-conflict"],
+        &["runbook"],
+    ];
+    for args in commands {
+        let expected = {
+            let mut c = doctor_in(&lab);
+            c.args(args);
+            run(c).await.status.code()
+        };
+        // The reader is gone before the doctor writes a byte: every write
+        // to stdout fails with EPIPE.
+        let mut cmd = bare_doctor_process();
+        cmd.envs(lab.env().iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HARBOR_DOCTOR_TIMEOUT", "60")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let o = tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().unwrap();
+            drop(child.stdout.take());
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(o.status.code(), expected, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("Broken pipe"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
