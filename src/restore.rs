@@ -772,6 +772,15 @@ impl RestoreRepair {
             }
         }
         let kube = ctx.kube().await?;
+        let here = kube.cluster_uid().await?;
+        if backup.source.cluster.is_some() && backup.source.cluster != here {
+            return Err(refused(format!(
+                "the backup comes from another cluster (kube-system namespace UID {}, here {}); nothing was \
+                 changed. Use the kubeconfig context of the cluster the backup was taken from",
+                backup.source.cluster.as_deref().unwrap_or("?"),
+                here.as_deref().unwrap_or("unreadable")
+            )));
+        }
         let mut steps = vec![];
         self.strategies.clear();
         for (ns, name, strategy, left) in wanted {
@@ -834,7 +843,12 @@ impl RestoreRepair {
                 after: Some(serde_json::json!({"spec": {"strategy": s.wanted}})),
             })
             .collect();
-        backups.write(&self.own_backup(Source::from(kube.describe()), before))?;
+        let source = Source {
+            description: kube.describe(),
+            cluster: kube.cluster_uid().await?,
+            ..Source::default()
+        };
+        backups.write(&self.own_backup(source, before))?;
         let mut done: Vec<String> = vec![];
         for s in &self.strategies {
             let mut strategy = s.wanted.clone();

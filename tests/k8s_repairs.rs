@@ -373,6 +373,21 @@ async fn strategy_is_switched_to_recreate_and_restored() {
     let o = diagnose(&c, &["registry-strategy", "multi-attach"]).await;
     assert_exit(&o, 0);
 
+    // The same backup is refused in another cluster, even one with the
+    // same Deployments (told apart by the kube-system namespace's UID).
+    let other = Cluster::start().await;
+    let other_before = other.strategy("harbor-registry");
+    let mut cmd = other.doctor();
+    cmd.env(
+        "HARBOR_DOCTOR_BACKUP_DIR",
+        std::path::Path::new(&backup).parent().unwrap(),
+    )
+    .args(["restore", &backup, "--yes"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("another cluster"), "{}", stderr(&o));
+    assert_eq!(other.strategy("harbor-registry"), other_before);
+
     let mut cmd = c.doctor();
     cmd.args(["restore", &backup, "--yes"]);
     let o = run(cmd).await;

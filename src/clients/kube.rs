@@ -457,6 +457,17 @@ impl Kube {
             .map_err(|e| self.explain(Self::call("get", None, Some(name), &plural, &group), e))
     }
 
+    /// The cluster's identity: the UID of its kube-system namespace, made
+    /// once when the cluster was created. The same through any kubeconfig
+    /// or context that reaches this cluster, different for any other.
+    pub async fn cluster_uid(&self) -> Result<Option<String>> {
+        use k8s_openapi::api::core::v1::Namespace;
+        Ok(self
+            .get_cluster::<Namespace>("kube-system")
+            .await?
+            .and_then(|ns| ns.metadata.uid))
+    }
+
     /// Deletes a namespaced object, but only the one with `uid` (a newer
     /// object of the same name is left alone: the server answers 409), and
     /// lets the garbage collector remove its dependents in the background.

@@ -247,12 +247,15 @@ impl Repair for RegistryStrategyRepair {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        backups.write(&Backup::new(
-            REPAIR,
-            &self.subject(),
-            kube.describe(),
-            items,
-        ))?;
+        let source = crate::backup::Source {
+            description: kube.describe(),
+            cluster: kube
+                .cluster_uid()
+                .await
+                .map_err(|e| refused(format!("{e:#}; nothing was changed")))?,
+            ..Default::default()
+        };
+        backups.write(&Backup::new(REPAIR, &self.subject(), source, items))?;
         let mut patched: Vec<String> = vec![];
         for t in &self.targets {
             if let Err(e) = kube

@@ -235,9 +235,12 @@ impl KubeSim {
         let http = crate::tls::serve(router, None).await?;
         {
             let mut store = inner.store.lock();
-            store
-                .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))
-                .map_err(|e| anyhow!("seeding the default namespace: {e}"))?;
+            // A real cluster always has these two.
+            for ns in ["default", "kube-system"] {
+                store
+                    .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+                    .map_err(|e| anyhow!("seeding the {ns} namespace: {e}"))?;
+            }
         }
         tokio::spawn(controller::run(inner.clone()));
         Ok(KubeSim {
