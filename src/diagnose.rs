@@ -52,7 +52,29 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
     }
     let report = DiagnoseReport::new(checks);
     ctx.out.print_diagnose(&report);
-    Ok(exit_code(&report, args.fail_on))
+    let named = !args.checks.is_empty();
+    let code = exit_code(&report, args.fail_on, named);
+    if code == ExitCode::CannotRun {
+        for c in report
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Skipped)
+        {
+            if named
+                || report
+                    .checks
+                    .iter()
+                    .all(|c| c.status == CheckStatus::Skipped)
+            {
+                ctx.out.error(format!(
+                    "{} was not checked: {}",
+                    c.id,
+                    c.reason.as_deref().unwrap_or("skipped")
+                ));
+            }
+        }
+    }
+    Ok(code)
 }
 
 async fn run_one(ctx: &Ctx, id: CheckId, opts: &CheckOptions) -> CheckReport {
@@ -78,8 +100,10 @@ async fn run_one(ctx: &Ctx, id: CheckId, opts: &CheckOptions) -> CheckReport {
     }
 }
 
-/// DESIGN.md's exit code for a diagnosis.
-pub fn exit_code(report: &DiagnoseReport, fail_on: FailOn) -> ExitCode {
+/// DESIGN.md's exit code for a diagnosis. `named`: the checks were named
+/// on the command line, so skipping one of them means the question asked
+/// was not answered.
+pub fn exit_code(report: &DiagnoseReport, fail_on: FailOn, named: bool) -> ExitCode {
     let threshold = match fail_on {
         FailOn::Warning => Severity::Warning,
         FailOn::Problem => Severity::Problem,
@@ -87,6 +111,18 @@ pub fn exit_code(report: &DiagnoseReport, fail_on: FailOn) -> ExitCode {
     if report.findings().any(|f| f.severity >= threshold) {
         ExitCode::Findings
     } else if report.checks.iter().any(|c| c.status == CheckStatus::Error) {
+        ExitCode::CannotRun
+    } else if report
+        .checks
+        .iter()
+        .all(|c| c.status == CheckStatus::Skipped)
+        || (named
+            && report
+                .checks
+                .iter()
+                .any(|c| c.status == CheckStatus::Skipped))
+    {
+        // Nothing, or not what was asked, was looked at: never "healthy".
         ExitCode::CannotRun
     } else {
         ExitCode::Ok
@@ -129,7 +165,7 @@ mod tests {
     }
 
     fn code(checks: Vec<CheckReport>, fail_on: FailOn) -> ExitCode {
-        exit_code(&DiagnoseReport::new(checks), fail_on)
+        exit_code(&DiagnoseReport::new(checks), fail_on, false)
     }
 
     #[test]
@@ -165,6 +201,17 @@ mod tests {
             ExitCode::CannotRun
         );
         assert_eq!(code(vec![ok(), skipped()], FailOn::Warning), ExitCode::Ok);
-        assert_eq!(code(vec![skipped()], FailOn::Warning), ExitCode::Ok);
+    }
+
+    #[test]
+    fn nothing_checked_or_a_named_check_skipped_gives_3() {
+        assert_eq!(code(vec![skipped()], FailOn::Warning), ExitCode::CannotRun);
+        let named = |checks| exit_code(&DiagnoseReport::new(checks), FailOn::Warning, true);
+        assert_eq!(named(vec![ok(), skipped()]), ExitCode::CannotRun);
+        assert_eq!(named(vec![ok()]), ExitCode::Ok);
+        assert_eq!(
+            named(vec![with(Severity::Warning), skipped()]),
+            ExitCode::Findings
+        );
     }
 }

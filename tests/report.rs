@@ -199,11 +199,11 @@ async fn every_check_of_a_broken_installation_in_designs_json_document() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_configured_means_every_check_skipped_with_its_reason_and_exit_0() {
+async fn nothing_configured_means_every_check_skipped_with_its_reason_and_exit_3() {
     let mut cmd = bare_doctor();
     cmd.args(["diagnose", "-o", "json"]);
     let o = run(cmd).await;
-    assert_exit(&o, 0);
+    assert_exit(&o, 3); // a check named, or every check, skipped: nothing answered
     let doc = json(&o);
     assert_design_shape(&doc);
     assert_eq!(doc["summary"]["skipped"], 6, "{doc:#}");
