@@ -18,6 +18,16 @@ pub fn in_terminal(cmd: Command, answers: &[(&str, &str)]) -> (i32, String) {
             .expect(*question)
             .unwrap_or_else(|e| panic!("the doctor did not ask {question:?}: {e}\n{shown}"));
         shown.push_str(&String::from_utf8_lossy(asked.before()));
+        // A prompt switches the terminal out of echo mode to read the
+        // answer, and that switch may discard input typed before it
+        // (TCSAFLUSH): wait for it, bounded, so a loaded machine cannot
+        // swallow the reply.
+        for _ in 0..500 {
+            if !s.get_process().get_echo().unwrap_or(false) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         s.send_line(reply).unwrap();
     }
     let rest = s.expect(Eof).expect("the doctor finishes");
