@@ -14,9 +14,9 @@
 //! migrations, it is built from those instead: applied once per server into a
 //! template database, which every test's database then copies.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -371,8 +371,7 @@ impl PgServer {
             }
             HarborSchema::Migrations(dir) => {
                 let template = self.migrations_template(dir).await?;
-                self.create_database_from("registry", Some(&template))
-                    .await
+                self.create_database_from("registry", Some(&template)).await
             }
         }
     }
@@ -384,10 +383,7 @@ impl PgServer {
         if let Some(built) = templates.get(dir) {
             return built.clone().map_err(|e| anyhow!(e));
         }
-        let built = self
-            .build_template(dir)
-            .await
-            .map_err(|e| format!("{e:#}"));
+        let built = self.build_template(dir).await.map_err(|e| format!("{e:#}"));
         templates.insert(dir.to_path_buf(), built.clone());
         built.map_err(|e| anyhow!(e))
     }

@@ -32,7 +32,8 @@ fn migrations() -> Option<PathBuf> {
         HarborSchema::Migrations(dir) => return Some(dir),
         HarborSchema::Tests => {}
     }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/harbor/migrations");
+    let beside =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/harbor/migrations");
     beside.is_dir().then_some(beside)
 }
 
@@ -241,7 +242,10 @@ async fn the_tests_schema_matches_harbors_migrations_on_the_tables_the_doctor_to
         return;
     };
     let server = PgServer::shared();
-    let ours = server.harbor_database_with(&HarborSchema::Tests).await.unwrap();
+    let ours = server
+        .harbor_database_with(&HarborSchema::Tests)
+        .await
+        .unwrap();
     let real = server
         .harbor_database_with(&HarborSchema::Migrations(dir.clone()))
         .await
@@ -250,7 +254,11 @@ async fn the_tests_schema_matches_harbors_migrations_on_the_tables_the_doctor_to
     let real = describe(&real.connect().await.unwrap()).await;
     // A comparison of two empty descriptions would pass without comparing.
     for table in TABLES {
-        assert!(real.contains(&format!("table {table}")), "{table} missing from {}", dir.display());
+        assert!(
+            real.contains(&format!("table {table}")),
+            "{table} missing from {}",
+            dir.display()
+        );
     }
     assert!(
         ours == real,
@@ -271,7 +279,10 @@ async fn the_tests_schema_matches_harbors_migrations_on_the_tables_the_doctor_to
 #[tokio::test]
 async fn each_kind_of_drift_is_seen() {
     let server = PgServer::shared();
-    let pristine = server.harbor_database_with(&HarborSchema::Tests).await.unwrap();
+    let pristine = server
+        .harbor_database_with(&HarborSchema::Tests)
+        .await
+        .unwrap();
     let pristine = describe(&pristine.connect().await.unwrap()).await;
     for (drift, expected) in [
         ("ALTER TABLE harbor_user ALTER COLUMN email TYPE varchar(128)", "harbor_user.email"),
