@@ -1,6 +1,8 @@
 -- The part of Harbor's registry database that harbor-doctor reads and repairs,
 -- with Harbor's real constraints, foreign keys and update_time triggers
 -- (see shared/FACTS.md). Tests and the lab lay this into a fresh database.
+-- crates/sim/tests/real_schema.rs fails when this drifts from what Harbor's
+-- own migrations build, on these tables.
 
 CREATE OR REPLACE FUNCTION update_update_time_at_column() RETURNS trigger AS $$
 BEGIN
@@ -45,7 +47,7 @@ CREATE TABLE oidc_user (
     FOREIGN KEY (user_id) REFERENCES harbor_user(user_id),
     UNIQUE (subiss)
 );
-CREATE TRIGGER odic_user_update_time_at_modtime BEFORE UPDATE ON oidc_user
+CREATE TRIGGER oidc_user_update_time_at_modtime BEFORE UPDATE ON oidc_user
     FOR EACH ROW EXECUTE PROCEDURE update_update_time_at_column();
 
 CREATE TABLE project (
@@ -87,3 +89,18 @@ CREATE TABLE properties (
     PRIMARY KEY (id),
     UNIQUE (k)
 );
+
+-- Groups: a project_member row with entity_type 'g' names a user_group id,
+-- which can equal some user's user_id.
+CREATE TABLE user_group (
+    id serial NOT NULL,
+    group_name varchar(255) NOT NULL,
+    group_type smallint DEFAULT 0,
+    ldap_group_dn varchar(512) NOT NULL,
+    creation_time timestamp DEFAULT CURRENT_TIMESTAMP,
+    update_time timestamp DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (id),
+    CONSTRAINT unique_group_name UNIQUE (group_name)
+);
+CREATE TRIGGER user_group_update_time_at_modtime BEFORE UPDATE ON user_group
+    FOR EACH ROW EXECUTE PROCEDURE update_update_time_at_column();

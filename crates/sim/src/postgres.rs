@@ -7,7 +7,14 @@
 //! user when we are root, TLS on with a throwaway CA, password authentication
 //! on 127.0.0.1), or uses the server that `HARBOR_DOCTOR_TEST_PG_URL` names.
 //! Every test then asks for its own database with [`PgServer::harbor_database`].
+//!
+//! That database holds the tests' own copy of Harbor's schema
+//! ([`HARBOR_SCHEMA`]), which is quick to lay. With
+//! `HARBOR_DOCTOR_TEST_MIGRATIONS` naming a directory of Harbor's own
+//! migrations, it is built from those instead: applied once per server into a
+//! template database, which every test's database then copies.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,44 @@ pub const HARBOR_SCHEMA: &str = include_str!("../sql/harbor-schema.sql");
 /// starting one: a URL for a role that may create databases.
 pub const EXTERNAL_SERVER_ENV: &str = "HARBOR_DOCTOR_TEST_PG_URL";
 
+/// The environment variable naming a directory of Harbor's own PostgreSQL
+/// migrations (`*.up.sql`, as in Harbor's `make/migrations/postgresql`):
+/// when set, [`PgServer::harbor_database`] builds from them.
+pub const MIGRATIONS_ENV: &str = "HARBOR_DOCTOR_TEST_MIGRATIONS";
+
+/// Where a registry database's schema comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HarborSchema {
+    /// The tests' own copy, [`HARBOR_SCHEMA`].
+    Tests,
+    /// Harbor's migrations in this directory, applied in order.
+    Migrations(PathBuf),
+}
+
+impl HarborSchema {
+    /// The migrations `HARBOR_DOCTOR_TEST_MIGRATIONS` names, else the tests'
+    /// own schema. A variable that names no directory is an error, never a
+    /// quiet fallback: a CI stage that meant the real schema must not pass on
+    /// the tests' copy.
+    pub fn from_env() -> Result<HarborSchema> {
+        match std::env::var_os(MIGRATIONS_ENV) {
+            Some(dir) if !dir.is_empty() => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_dir() {
+                    bail!(
+                        "{MIGRATIONS_ENV} names {}, which is not a directory; point it at \
+                         Harbor's PostgreSQL migrations (make/migrations/postgresql in Harbor's \
+                         source) or unset it to use the tests' own schema",
+                        dir.display()
+                    );
+                }
+                Ok(HarborSchema::Migrations(dir))
+            }
+            _ => Ok(HarborSchema::Tests),
+        }
+    }
+}
+
 /// A running PostgreSQL server that tests can create databases on.
 pub struct PgServer {
     /// Superuser connection URL without a database name, e.g.
@@ -38,6 +83,9 @@ pub struct PgServer {
     pub data_dir: Option<PathBuf>,
     child: Option<Child>,
     next_db: AtomicU32,
+    /// Template databases built from migrations, by directory; a failure is
+    /// kept too, so every test reports it without applying them again.
+    templates: tokio::sync::Mutex<HashMap<PathBuf, Result<String, String>>>,
 }
 
 /// One fresh database holding Harbor's schema.
@@ -107,6 +155,7 @@ impl PgServer {
             data_dir: None,
             child: None,
             next_db: AtomicU32::new(0),
+            templates: Default::default(),
         })
     }
 
@@ -195,6 +244,7 @@ impl PgServer {
             data_dir: Some(dir.clone()),
             child: Some(child),
             next_db: AtomicU32::new(0),
+            templates: Default::default(),
         };
         server.wait_ready(&dir)?;
         Ok(server)
@@ -240,23 +290,35 @@ impl PgServer {
 
     /// Creates an empty database with a unique name.
     pub async fn create_database(&self, prefix: &str) -> Result<HarborDatabase> {
+        self.create_database_from(prefix, None).await
+    }
+
+    /// Creates a database with a unique name, copied from `template` when
+    /// given (else from PostgreSQL's default, template1).
+    async fn create_database_from(
+        &self,
+        prefix: &str,
+        template: Option<&str>,
+    ) -> Result<HarborDatabase> {
         let n = self.next_db.fetch_add(1, Ordering::SeqCst);
         let name = format!(
             "{prefix}_{}_{n}_{}",
             std::process::id(),
             random_token(6).to_lowercase()
         );
+        let statement = match template {
+            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
         // Concurrent CREATE DATABASE statements copying the same template
         // fail with "source database is being accessed by other users":
-        // create one at a time, and retry that transient error.
+        // create one at a time, and retry that transient error (a connection
+        // to the template that was just closed can linger for a moment).
         let _one_at_a_time = CREATE_LOCK.lock().await;
         let admin = connect(&self.admin_url("postgres")).await?;
         let mut attempt = 0;
         loop {
-            match admin
-                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-                .await
-            {
+            match admin.batch_execute(&statement).await {
                 Ok(()) => break,
                 Err(e)
                     if attempt < 20
@@ -289,16 +351,124 @@ impl PgServer {
     }
 
     /// A fresh database with Harbor's schema and its built-in rows (admin,
-    /// anonymous, project `library`).
+    /// anonymous, project `library`): from the migrations that
+    /// `HARBOR_DOCTOR_TEST_MIGRATIONS` names, else the tests' own schema.
     pub async fn harbor_database(&self) -> Result<HarborDatabase> {
-        let db = self.create_database("registry").await?;
-        let client = db.connect().await?;
-        client
-            .batch_execute(HARBOR_SCHEMA)
-            .await
-            .context("laying Harbor's schema")?;
-        Ok(db)
+        self.harbor_database_with(&HarborSchema::from_env()?).await
     }
+
+    /// A fresh database with the schema `schema` says.
+    pub async fn harbor_database_with(&self, schema: &HarborSchema) -> Result<HarborDatabase> {
+        match schema {
+            HarborSchema::Tests => {
+                let db = self.create_database("registry").await?;
+                let client = db.connect().await?;
+                client
+                    .batch_execute(HARBOR_SCHEMA)
+                    .await
+                    .context("laying Harbor's schema")?;
+                Ok(db)
+            }
+            HarborSchema::Migrations(dir) => {
+                let template = self.migrations_template(dir).await?;
+                self.create_database_from("registry", Some(&template)).await
+            }
+        }
+    }
+
+    /// The template database holding `dir`'s migrations, built on first use.
+    async fn migrations_template(&self, dir: &Path) -> Result<String> {
+        // Held while building, so concurrent tests wait for one build.
+        let mut templates = self.templates.lock().await;
+        if let Some(built) = templates.get(dir) {
+            return built.clone().map_err(|e| anyhow!(e));
+        }
+        let built = self.build_template(dir).await.map_err(|e| format!("{e:#}"));
+        templates.insert(dir.to_path_buf(), built.clone());
+        built.map_err(|e| anyhow!(e))
+    }
+
+    async fn build_template(&self, dir: &Path) -> Result<String> {
+        let files = migration_files(dir)?;
+        let db = self.create_database("harbor_migrations").await?;
+        let client = db.connect().await?;
+        // golang-migrate, which Harbor uses, creates its table before the
+        // first migration, and 0030 alters it.
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)",
+            )
+            .await
+            .context("creating golang-migrate's schema_migrations table")?;
+        for (version, file) in &files {
+            let sql = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the migration {}", file.display()))?;
+            // One transaction per file, as golang-migrate (and `psql -1`) do,
+            // recording the version the way golang-migrate leaves it.
+            let script = format!(
+                "BEGIN;\n{sql}\n;\nDELETE FROM schema_migrations;\n\
+                 INSERT INTO schema_migrations (version, dirty) VALUES ({version}, false);\nCOMMIT;"
+            );
+            if let Err(e) = client.batch_execute(&script).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let why = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
+                bail!(
+                    "applying Harbor's migration {} failed: {why}; the migrations before it \
+                     applied, so the directory may hold files from different Harbor versions",
+                    file.display()
+                );
+            }
+        }
+        drop(client);
+        // Nobody connects to the template again, and closing it to
+        // connections keeps a lingering session from blocking the copies.
+        let admin = connect(&self.admin_url("postgres")).await?;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{0}\" WITH ALLOW_CONNECTIONS false IS_TEMPLATE true",
+                db.name
+            ))
+            .await
+            .context("marking the migrated database as a template")?;
+        Ok(db.name)
+    }
+}
+
+/// The `*.up.sql` files in `dir`, by their numeric version prefix (the order
+/// golang-migrate applies them in).
+pub fn migration_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the migrations directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".up.sql") {
+            continue;
+        }
+        let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let version = digits.parse::<u64>().map_err(|_| {
+            anyhow!(
+                "the migration {} does not start with a version number",
+                path.display()
+            )
+        })?;
+        files.push((version, path));
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{} holds no migrations (*.up.sql files); point {MIGRATIONS_ENV} at Harbor's \
+             make/migrations/postgresql",
+            dir.display()
+        );
+    }
+    Ok(files)
 }
 
 impl Drop for PgServer {
