@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{
     assert_exit, bare_doctor, bare_doctor_process, run, stderr, stdout, Registry, OLD_ISSUER,
 };
-use harbor_doctor::lab::{Lab, Postgres};
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
+use harbor_doctor_sim::lab::{Lab, Postgres};
 use serde_json::Value;
 
 const CHECK_IDS: [&str; 6] = [

@@ -1,8 +1,8 @@
 //! `harbor-doctor lab`: a simulated broken installation to practise on.
 //!
 //! It starts the simulated Kubernetes, Harbor and Keycloak servers and a
-//! throwaway PostgreSQL with every known issue planted (see `install`), then
-//! either
+//! throwaway PostgreSQL with every known issue planted
+//! (`harbor_doctor_sim::lab`), then either
 //! - prints its environment as `export NAME=value` lines on stdout (and
 //!   writes them to a 0600 file whose path goes to stderr) and stays up
 //!   until SIGINT or SIGTERM, or
@@ -11,148 +11,87 @@
 //!
 //! Either way it stops cleanly: PostgreSQL gets its fast shutdown and the
 //! lab's temporary directory is removed.
+//!
+//! The simulators are linked only with the crate's `lab` feature (on by
+//! default), so a doctor for production can be built without any of them
+//! (`--no-default-features`). Its `lab` subcommand is the same on the
+//! command line (help and completions do not depend on the build) and
+//! refuses with exit 3.
 
-pub mod install;
+#[cfg(feature = "lab")]
+mod running;
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result};
-use tokio::signal::unix::{signal, Signal, SignalKind};
-
-pub use install::{export_lines, Lab, Postgres};
+use anyhow::Result;
 
 use crate::cli::LabArgs;
 use crate::context::Ctx;
 use crate::outcome::{refused, ExitCode};
-use crate::render::Output;
-
-/// The doctor's environment variables that the lab does not set: removed
-/// from the command's environment so the user's own settings cannot point
-/// it anywhere else.
-const CLEARED_FOR_COMMAND: &[&str] = &["HARBOR_OIDC_ISSUER", "HARBOR_CLI_SECRET"];
 
 /// Runs `lab`. In command mode this does not return: the process exits with
 /// the command's own code, which can be any number, after the lab stopped.
 pub async fn run(ctx: &Ctx, args: &LabArgs) -> Result<ExitCode> {
-    let out = &ctx.out;
-    // Before anything starts, so an early Ctrl-C still stops it cleanly.
-    let mut signals = Signals::new()?;
-    let lab = Lab::start(Postgres::Own, |step| out.info(format!("lab: {step}..."))).await?;
-    describe(out, &lab);
-    if args.command.is_empty() {
-        out.print_stdout(&export_lines(lab.env()));
-        out.info(format!(
-            "lab: the same environment is in {} (mode 0600): `. {}` in another shell, then \
-             `harbor-doctor diagnose`.\nlab: unset HARBOR_DATABASE_URL to reach the database \
-             through the cluster's port-forward instead.\nlab: running; stop it with Ctrl-C.",
-            lab.env_file().display(),
-            lab.env_file().display()
-        ));
-        let name = signals.next().await;
-        out.info(format!("lab: {name}: stopping"));
-        stop(out, lab)?;
-        return Ok(ExitCode::Ok);
+    #[cfg(feature = "lab")]
+    {
+        running::run(ctx, args).await
     }
-    out.info(format!(
-        "lab: environment in {}; running {}",
-        lab.env_file().display(),
-        args.command.join(" ")
-    ));
-    let status = run_command(&lab, &args.command, &mut signals).await;
-    stop(out, lab)?;
-    let code = status?;
-    std::process::exit(code);
+    #[cfg(not(feature = "lab"))]
+    {
+        let _ = (ctx, args);
+        Err(built_without_lab())
+    }
 }
 
-fn describe(out: &Output, lab: &Lab) {
-    let mut text = String::from("lab: a simulated Harbor installation with these known issues:");
-    for line in lab.planted() {
-        text.push_str("\n  - ");
-        text.push_str(line);
-    }
-    out.info(text);
+/// What `lab` answers in a doctor built without the simulators. Compiled in
+/// every build so the default test suite checks its wording and exit code.
+pub fn built_without_lab() -> anyhow::Error {
+    refused(
+        "this harbor-doctor was built without the lab (cargo's --no-default-features), so it \
+         has no simulated installation to start; nothing was started. To practise on the lab, \
+         build harbor-doctor with its default features (`cargo build --release`)",
+    )
 }
 
-fn stop(out: &Output, lab: Lab) -> Result<()> {
-    let dir = lab.dir().display().to_string();
-    lab.shutdown()?;
-    out.info(format!("lab: stopped; removed {dir}"));
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::exit_code_of;
 
-/// Runs the command with the lab's environment and harbor-doctor first on
-/// PATH, passing on SIGINT and SIGTERM, and returns its exit code (128 +
-/// the signal's number when a signal ended it, as shells report it).
-async fn run_command(lab: &Lab, command: &[String], signals: &mut Signals) -> Result<i32> {
-    let bin = doctor_on_path(lab.dir())?;
-    let mut path = OsString::from(bin.as_os_str());
-    if let Some(old) = std::env::var_os("PATH") {
-        path.push(":");
-        path.push(old);
-    }
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .envs(lab.env().iter().map(|(k, v)| (*k, v.as_str())))
-        .env("PATH", path);
-    for var in CLEARED_FOR_COMMAND {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| refused(format!("cannot run {:?} in the lab: {e}", command[0])))?;
-    let pid = child.id();
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status.context("waiting for the command")?;
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
-            }
-            name = signals.next() => {
-                if let Some(pid) = pid {
-                    let number = if name == "SIGTERM" { libc::SIGTERM } else { libc::SIGINT };
-                    // The command decides how to end; the lab waits for it.
-                    unsafe { libc::kill(pid as i32, number) };
-                }
-            }
+    #[test]
+    fn without_the_lab_the_refusal_is_exit_3_and_says_how_to_get_it() {
+        let err = built_without_lab();
+        assert_eq!(exit_code_of(&err), ExitCode::CannotRun);
+        let text = format!("{err:#}");
+        for part in [
+            "built without the lab",
+            "--no-default-features",
+            "nothing was started",
+            "default features",
+        ] {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
         }
     }
-}
 
-/// A `harbor-doctor` link to this very binary in the lab's directory, so
-/// the command finds it on PATH whatever name it was installed under
-/// (`kubectl-harbor_doctor`, a cargo target directory).
-fn doctor_on_path(dir: &Path) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding the harbor-doctor binary")?;
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    std::os::unix::fs::symlink(&exe, bin.join("harbor-doctor"))
-        .context("linking harbor-doctor into the lab's PATH")?;
-    Ok(bin)
-}
-
-/// SIGINT and SIGTERM, the two ways to stop the lab.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    /// Waits for the next signal and names it.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
+    /// The build CI makes with `--no-default-features`: `lab` still parses,
+    /// with and without a command, and refuses before running anything.
+    #[cfg(not(feature = "lab"))]
+    #[tokio::test]
+    async fn lab_parses_and_refuses_in_a_build_without_the_lab() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let touch = format!("touch '{}'", marker.display());
+        for argv in [
+            vec!["harbor-doctor", "lab"],
+            vec!["harbor-doctor", "lab", "--", "sh", "-c", &touch],
+        ] {
+            let cli = crate::cli::Cli::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("{argv:?} does not parse: {e}"));
+            let err = crate::app::run(cli)
+                .await
+                .expect_err("a doctor without the lab refuses `lab`");
+            assert_eq!(exit_code_of(&err), ExitCode::CannotRun, "{argv:?}");
+            assert_eq!(err.to_string(), built_without_lab().to_string());
+            assert!(!marker.exists(), "{argv:?} ran the command");
         }
     }
 }

@@ -6,6 +6,9 @@
 //! in production. The registry database is not simulated: `postgres` starts a
 //! real, throwaway PostgreSQL server and lays Harbor's schema into it.
 //!
+//! `lab` wires them into one broken installation with every known issue
+//! planted, for the tests and for `harbor-doctor lab`.
+//!
 //! Everything here is test equipment. Credentials it makes are throwaway.
 
 pub mod faults;
@@ -13,5 +16,6 @@ pub mod gate;
 pub mod harbor;
 pub mod k8s;
 pub mod keycloak;
+pub mod lab;
 pub mod postgres;
 pub mod tls;

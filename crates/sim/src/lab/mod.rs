@@ -6,19 +6,21 @@
 //!
 //! Tests start it in-process ([`Lab::start`]) to get a broken installation;
 //! `harbor-doctor lab` starts the same one and hands its environment to a
-//! shell.
+//! shell. It lives here, with the simulators, so that a doctor built without
+//! its `lab` feature links none of them; it therefore knows nothing of the
+//! doctor's own types and repeats the few plain values it needs (Otomi's
+//! names and prefixes).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use base64::Engine;
-use harbor_doctor_sim::harbor::{HarborOptions, HarborSim, RobotSeed};
-use harbor_doctor_sim::k8s::{HarborSeed, KubeSim, MultiAttachOptions};
-use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
-use harbor_doctor_sim::postgres::{self, PgServer, HARBOR_SCHEMA};
 use serde_json::json;
 
-use crate::outcome::refused;
+use crate::harbor::{HarborOptions, HarborSim, RobotSeed};
+use crate::k8s::{HarborSeed, KubeSim, MultiAttachOptions};
+use crate::keycloak::{KeycloakSim, RealmLifespans};
+use crate::postgres::{self, PgServer, HARBOR_SCHEMA};
 
 /// Harbor's namespace and Helm release in the lab, as Otomi names them.
 pub const NAMESPACE: &str = "harbor";
@@ -84,8 +86,8 @@ struct Registry {
 }
 
 impl Lab {
-    /// Starts every server, plants every known issue and writes the
-    /// environment file (mode 0600) into a fresh temporary directory.
+    /// Starts every server and plants every known issue, with the lab's
+    /// files in a fresh temporary directory.
     /// `progress` hears what is being started, for people waiting.
     pub async fn start(postgres: Postgres, progress: impl Fn(&str)) -> Result<Lab> {
         let dir = tempfile::Builder::new()
@@ -144,11 +146,6 @@ impl Lab {
     /// One line per planted issue, naming its check.
     pub fn planted(&self) -> &[String] {
         &self.planted
-    }
-
-    /// The file holding the `export` lines.
-    pub fn env_file(&self) -> PathBuf {
-        self.dir.path().join("env")
     }
 
     /// A directory for the lab's own files (removed at shutdown).
@@ -367,7 +364,7 @@ impl Lab {
     }
 
     /// The kubeconfig, Harbor's CA, the backup and docker directories, and
-    /// the environment file naming them.
+    /// the environment naming them.
     fn write_files(&mut self, registry: &Registry, keycloak_password: &str) -> Result<()> {
         let dir = self.dir.path();
         let kubeconfig = dir.join("kubeconfig");
@@ -401,28 +398,8 @@ impl Lab {
             // ~/.docker/config.json.
             ("DOCKER_CONFIG", path(&docker)),
         ];
-        write_private(&self.env_file(), &export_lines(&self.env))
+        Ok(())
     }
-}
-
-/// `export NAME=value` lines, each value quoted for a POSIX shell.
-pub fn export_lines(env: &[(&str, String)]) -> String {
-    env.iter()
-        .map(|(k, v)| format!("export {k}={}\n", crate::repair::shell_quote(v)))
-        .collect()
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// A kubernetes.io/dockerconfigjson Secret as Otomi writes it for a robot.
@@ -462,9 +439,9 @@ async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
             let server = tokio::task::spawn_blocking(PgServer::start)
                 .await?
                 .map_err(|e| {
-                    refused(format!(
+                    anyhow!(
                         "the lab needs a throwaway PostgreSQL server and could not start one: {e:#}"
-                    ))
+                    )
                 })?;
             let registry = create_registry(&server).await?;
             Ok((PgHolder::Own(server), registry))
@@ -476,12 +453,12 @@ async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
 /// are missing, before anything is started.
 fn check_binaries() -> Result<()> {
     let missing = |why: String| {
-        refused(format!(
+        anyhow!(
             "the lab runs a throwaway PostgreSQL from this machine's PostgreSQL server \
              binaries, and {why}. Install them with `apt-get install postgresql` (Debian, \
              Ubuntu; other systems: the PostgreSQL server package), or point \
              HARBOR_DOCTOR_PG_BIN at the directory holding initdb and postgres"
-        ))
+        )
     };
     let dir = postgres::find_binaries().map_err(|_| {
         missing("there are none (looked in /usr/lib/postgresql/*/bin and on PATH)".into())
