@@ -30,7 +30,12 @@ pub fn in_terminal(cmd: Command, answers: &[(&str, &str)]) -> (i32, String) {
         }
         s.send_line(reply).unwrap();
     }
-    let rest = s.expect(Eof).expect("the doctor finishes");
+    // Longer than any --timeout a test gives: a doctor that is slow (the
+    // contract stage runs Harbor through Prism) still ends on its own bound.
+    s.set_expect_timeout(Some(Duration::from_secs(150)));
+    let rest = s
+        .expect(Eof)
+        .unwrap_or_else(|e| panic!("the doctor did not finish: {e}\n{shown}"));
     shown.push_str(&String::from_utf8_lossy(rest.before()));
     for m in rest.matches() {
         shown.push_str(&String::from_utf8_lossy(m));
