@@ -631,6 +631,24 @@ async fn restore(
     run_doctor(reg, backups, &args).await
 }
 
+async fn hard_delete_bob(reg: &Registry, backups: &std::path::Path) {
+    let o = run_doctor(
+        reg,
+        backups,
+        &[
+            "fix",
+            "oidc-conflict",
+            "--user",
+            "bob",
+            "--strategy",
+            "delete",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_exit(&o, 0);
+}
+
 async fn relink_alice(reg: &Registry, backups: &std::path::Path) {
     let o = run_doctor(
         reg,
@@ -728,21 +746,7 @@ async fn undoing_a_restore_removes_the_rows_it_put_back_and_no_plan_shows_a_secr
     reg.add_member(p, bob, 2).await;
     let original = reg.snapshot().await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run_doctor(
-        &reg,
-        backups.path(),
-        &[
-            "fix",
-            "oidc-conflict",
-            "--user",
-            "bob",
-            "--strategy",
-            "delete",
-            "--yes",
-        ],
-    )
-    .await;
-    assert_exit(&o, 0);
+    hard_delete_bob(&reg, backups.path()).await;
     let deleted = reg.snapshot().await;
     let o = restore(
         &reg,
@@ -901,21 +905,7 @@ async fn a_database_error_inside_restore_is_a_certain_rollback() {
     let reg = Registry::new().await;
     reg.oidc_user("bob", "b-sub", OLD_ISSUER).await;
     let backups = tempfile::tempdir().unwrap();
-    let o = run_doctor(
-        &reg,
-        backups.path(),
-        &[
-            "fix",
-            "oidc-conflict",
-            "--user",
-            "bob",
-            "--strategy",
-            "delete",
-            "--yes",
-        ],
-    )
-    .await;
-    assert_exit(&o, 0);
+    hard_delete_bob(&reg, backups.path()).await;
     // Within the repair's scope, but its link names a user that is gone
     // for good: the foreign key refuses the insert inside the transaction.
     let mut doc: Value =
