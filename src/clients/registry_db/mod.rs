@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -31,14 +29,7 @@ mod tx;
 pub use tables::{RowChange, TableSpec, TABLES};
 pub use tx::{LockedUser, RepairTx};
 
-/// Any byte stream PostgreSQL's protocol can run over.
-pub trait DbStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> DbStream for T {}
-
-/// Opens a fresh stream to the server each time it is called (each
-/// connection, e.g. each repair transaction, needs its own).
-pub type StreamOpener =
-    Arc<dyn Fn() -> BoxFuture<'static, std::io::Result<Box<dyn DbStream>>> + Send + Sync>;
+use crate::clients::stream::{DbStream, StreamOpener};
 
 /// How to reach the database: parsed connection settings, TLS, and
 /// optionally a stream opener that replaces TCP (a port-forward).
