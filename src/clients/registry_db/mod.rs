@@ -455,19 +455,3 @@ impl DbIdentity {
         None
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_options_survive_the_sslmode_rewrite() {
-        let t = DbTarget::from_url(
-            "postgres://u:p@db.example.com:5433/registry?sslmode=disable&options=-c%20search_path%3Dharbor&connect_timeout=5",
-        )
-        .unwrap();
-        assert_eq!(t.config.get_options(), Some("-c search_path=harbor"));
-        assert_eq!(t.config.get_dbname(), Some("registry"));
-        assert!(!t.describe().contains(":p@"));
-    }
-}
