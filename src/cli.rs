@@ -95,22 +95,21 @@ pub struct GlobalOptions {
         value_name = "URL"
     )]
     pub db_url: Option<String>,
-    /// Keycloak base URL, e.g. https://keycloak.example.com (optional)
+    /// Keycloak base URL, e.g. https://keycloak.example.com (default: from Harbor's oidc_endpoint;
+    /// inside a pod, the Service keycloak-keycloakx-http in namespace keycloak)
     #[arg(long, env = "KEYCLOAK_URL", global = true, value_name = "URL")]
     pub keycloak_url: Option<String>,
-    /// Keycloak realm Harbor's users sign in through
-    #[arg(
-        long,
-        env = "KEYCLOAK_REALM",
-        default_value = "otomi",
-        global = true,
-        value_name = "REALM"
-    )]
-    pub keycloak_realm: String,
-    /// Keycloak admin username (master realm, admin-cli client)
+    /// Keycloak realm Harbor's users sign in through (default: the realm in Harbor's
+    /// oidc_endpoint, else otomi)
+    // No clap default: whether it was given decides whether oidc_endpoint's
+    // realm is used.
+    #[arg(long, env = "KEYCLOAK_REALM", global = true, value_name = "REALM")]
+    pub keycloak_realm: Option<String>,
+    /// Keycloak admin username, master realm, admin-cli client (default: from the Secret
+    /// keycloak/keycloak-initial-admin when readable)
     #[arg(long, env = "KEYCLOAK_USERNAME", global = true, value_name = "NAME")]
     pub keycloak_username: Option<String>,
-    /// Keycloak admin password
+    /// Keycloak admin password (default: from the Secret keycloak/keycloak-initial-admin when readable)
     #[arg(
         long,
         env = "KEYCLOAK_PASSWORD",

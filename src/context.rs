@@ -13,15 +13,51 @@ use crate::clients::harbor::{Harbor, HarborSettings, Secret};
 use crate::clients::keycloak::{Keycloak, KeycloakSettings};
 use crate::clients::kube::Kube;
 use crate::clients::registry_db::{DbTarget, RegistryDb};
-use crate::clients::{cluster_db, cluster_harbor};
+use crate::clients::{cluster_db, cluster_harbor, cluster_keycloak};
 use crate::clients::{is_not_configured, NotConfigured};
 use crate::render::Output;
+
+/// How Keycloak was reached, or why it could not be.
+pub struct KeycloakAccess {
+    pub keycloak: Option<Keycloak>,
+    /// How each part was found, for people (never the password).
+    pub found: Vec<String>,
+    /// Why Keycloak is not used, with what to supply; None when it is.
+    pub missing: Option<KeycloakMissing>,
+}
+
+/// Why Keycloak could not be used.
+#[derive(Debug, Clone)]
+pub struct KeycloakMissing {
+    /// What happened and what to supply.
+    pub why: String,
+    /// There was something to find it from (options, the cluster, Harbor's
+    /// configuration) and finding it failed: a connectivity problem, not
+    /// just an absent input.
+    pub failed: bool,
+}
+
+impl KeycloakMissing {
+    fn not_configured(why: impl Into<String>) -> Self {
+        KeycloakMissing {
+            why: why.into(),
+            failed: false,
+        }
+    }
+
+    fn failed(why: impl Into<String>) -> Self {
+        KeycloakMissing {
+            why: why.into(),
+            failed: true,
+        }
+    }
+}
 
 pub struct Ctx {
     pub opts: GlobalOptions,
     pub out: Output,
     db: OnceCell<RegistryDb>,
-    keycloak: OnceCell<Option<Keycloak>>,
+    keycloak: OnceCell<KeycloakAccess>,
     harbor: OnceCell<Harbor>,
     kube: OnceCell<Kube>,
 }
@@ -96,27 +132,184 @@ impl Ctx {
             .await
     }
 
-    /// Keycloak, when `--keycloak-url` and the admin credentials are given.
+    /// Keycloak, when it could be reached: found as [`Ctx::keycloak_access`]
+    /// says. None means the checks cannot compare with Keycloak (the
+    /// access says why); it is never an error.
     pub async fn keycloak(&self) -> Result<Option<&Keycloak>> {
+        Ok(self.keycloak_access().await.keycloak.as_ref())
+    }
+
+    /// How Keycloak was found, or why it could not be: each part from its
+    /// `--keycloak-*` option when given, else as Otomi lays it out (the URL
+    /// and realm from Harbor's oidc_endpoint, or the in-cluster Service
+    /// inside a pod; the admin login from Secret keycloak/keycloak-initial-admin).
+    pub async fn keycloak_access(&self) -> &KeycloakAccess {
         self.keycloak
-            .get_or_try_init(|| async {
-                let (Some(url), Some(user), Some(password)) = (
-                    self.opts.keycloak_url.as_ref(),
-                    self.opts.keycloak_username.as_ref(),
-                    self.opts.keycloak_password.as_ref(),
-                ) else {
-                    return Ok(None);
-                };
-                let settings = KeycloakSettings {
-                    base_url: url.clone(),
-                    realm: self.opts.keycloak_realm.clone(),
-                    username: user.clone(),
-                    password: password.clone(),
-                };
-                Keycloak::new(settings, self.timeout()).map(Some)
+            .get_or_init(|| async {
+                let mut found = vec![];
+                match self.find_keycloak(&mut found).await {
+                    Ok(keycloak) => KeycloakAccess {
+                        keycloak: Some(keycloak),
+                        found,
+                        missing: None,
+                    },
+                    Err(missing) => KeycloakAccess {
+                        keycloak: None,
+                        found,
+                        missing: Some(missing),
+                    },
+                }
             })
             .await
-            .map(Option::as_ref)
+    }
+
+    async fn find_keycloak(&self, found: &mut Vec<String>) -> Result<Keycloak, KeycloakMissing> {
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let kube = self.kube().await.ok();
+        let realm_in_endpoint = match given(&self.opts.keycloak_url) {
+            Some(url) => {
+                // Checked before it is shown anywhere: one with a password
+                // in it is refused, never echoed.
+                crate::clients::http::parse_service_url(&url, "--keycloak-url")
+                    .map_err(|e| KeycloakMissing::failed(format!("{e:#}")))?;
+                found.push(format!("URL {url} (--keycloak-url)"));
+                None
+            }
+            None => Some(self.keycloak_from_endpoint(kube, found).await?),
+        };
+        let url = match &realm_in_endpoint {
+            None => given(&self.opts.keycloak_url).unwrap_or_default(),
+            Some((url, _)) => url.clone(),
+        };
+        let realm = match (given(&self.opts.keycloak_realm), realm_in_endpoint) {
+            (Some(r), _) => {
+                found.push(format!("realm {r} (--keycloak-realm)"));
+                r
+            }
+            (None, Some((_, r))) => {
+                found.push(format!("realm {r} (from Harbor's oidc_endpoint)"));
+                r
+            }
+            (None, None) => {
+                found.push(format!(
+                    "realm {} (the default)",
+                    cluster_keycloak::DEFAULT_REALM
+                ));
+                cluster_keycloak::DEFAULT_REALM.to_string()
+            }
+        };
+        let (user, password) = (
+            given(&self.opts.keycloak_username),
+            given(&self.opts.keycloak_password),
+        );
+        let (username, password) = match (user, password) {
+            (Some(u), Some(p)) => {
+                found.push("admin login from --keycloak-username / --keycloak-password".into());
+                (u, p)
+            }
+            (user, password) => {
+                let Some(kube) = kube else {
+                    return Err(KeycloakMissing::not_configured(
+                        "no Keycloak admin login: give --keycloak-username and --keycloak-password, or a \
+                         kubeconfig that may read the Secret keycloak/keycloak-initial-admin",
+                    ));
+                };
+                match cluster_keycloak::admin_login(kube).await {
+                    Ok(Some(login)) => {
+                        found.push(format!("admin login from {}", login.source));
+                        (
+                            user.unwrap_or(login.username),
+                            password.unwrap_or_else(|| login.password.expose().to_string()),
+                        )
+                    }
+                    Ok(None) => {
+                        return Err(KeycloakMissing::failed(format!(
+                            "no Keycloak admin login: the Secret {}/{} does not exist; give \
+                             --keycloak-username and --keycloak-password",
+                            cluster_keycloak::NAMESPACE,
+                            cluster_keycloak::ADMIN_SECRET
+                        )))
+                    }
+                    Err(e) => return Err(KeycloakMissing::failed(format!("{e:#}"))),
+                }
+            }
+        };
+        let settings = KeycloakSettings {
+            base_url: url,
+            realm,
+            username,
+            password,
+        };
+        Keycloak::new(settings, self.timeout())
+            .map_err(|e| KeycloakMissing::failed(format!("{e:#}")))
+    }
+
+    /// Keycloak's base URL and realm from Harbor's oidc_endpoint (read from
+    /// the registry database), or the in-cluster Service inside a pod.
+    async fn keycloak_from_endpoint(
+        &self,
+        kube: Option<&Kube>,
+        found: &mut Vec<String>,
+    ) -> Result<(String, String), KeycloakMissing> {
+        let config = match self.db().await {
+            Ok(db) => db.stored_config().await,
+            Err(e) => Err(e),
+        };
+        let config = match config {
+            Ok(c) => c,
+            Err(e) if is_not_configured(&e) => {
+                return Err(KeycloakMissing::not_configured(
+                    "no Keycloak: give --keycloak-url, or the registry database (through a kubeconfig or \
+                     --db-url) so it can be found from Harbor's oidc_endpoint",
+                ))
+            }
+            Err(e) => {
+                return Err(KeycloakMissing::failed(format!(
+                    "Keycloak could not be found: Harbor's oidc_endpoint could not be read ({e:#}); give \
+                     --keycloak-url"
+                )))
+            }
+        };
+        let Some(endpoint) = config
+            .oidc_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        else {
+            let why = "Harbor has no oidc_endpoint configured, so Keycloak cannot be found from it; give \
+                       --keycloak-url";
+            // Without OIDC sign-in there is nothing Keycloak could explain.
+            return Err(if config.auth_mode.as_deref() == Some("oidc_auth") {
+                KeycloakMissing::failed(why)
+            } else {
+                KeycloakMissing::not_configured(why)
+            });
+        };
+        let Some(realm_url) = cluster_keycloak::split_realm_url(endpoint) else {
+            return Err(KeycloakMissing::failed(format!(
+                "Harbor's oidc_endpoint ({}) is not a Keycloak realm URL (<keycloak URL>/realms/<realm>); give \
+                 --keycloak-url and --keycloak-realm",
+                crate::clients::http::clip(endpoint, 120)
+            )));
+        };
+        if kube.is_some_and(Kube::in_cluster) {
+            let url = cluster_keycloak::service_url();
+            found.push(format!(
+                "URL {url} (the in-cluster Service; Harbor's oidc_endpoint names {})",
+                realm_url.base_url
+            ));
+            return Ok((url, realm_url.realm));
+        }
+        found.push(format!(
+            "URL {} (from Harbor's oidc_endpoint)",
+            realm_url.base_url
+        ));
+        Ok((realm_url.base_url, realm_url.realm))
     }
 
     /// Harbor's API: `--harbor-url` and the admin password when given, else

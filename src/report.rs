@@ -34,6 +34,24 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A check's honest "I did not look": it ran, but could not examine
+    /// the main cause it exists for. A warning with no repair, whose
+    /// summary says what was not checked and what to supply.
+    pub fn not_examined(
+        check: &str,
+        subject: &str,
+        summary: impl Into<String>,
+        runbook: &str,
+    ) -> Self {
+        Finding::new(
+            check,
+            Severity::Warning,
+            format!("coverage: {subject}"),
+            summary,
+            runbook,
+        )
+    }
+
     pub fn new(
         check: &str,
         severity: Severity,

@@ -9,12 +9,14 @@
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 //! - `files`: every file the doctor opens itself (regular, size-capped).
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
-//!   through it, `cluster_harbor` Harbor's URL and admin password.
+//!   through it, `cluster_harbor` Harbor's URL and admin password,
+//!   `cluster_keycloak` Keycloak's URL, realm and admin login.
 //! - `stream`: the byte streams the database protocol runs over (TCP or a
 //!   port-forward).
 
 pub mod cluster_db;
 pub mod cluster_harbor;
+pub mod cluster_keycloak;
 pub mod docker_config;
 pub mod error;
 pub mod files;

@@ -7,7 +7,9 @@
 //! - The registry database: a connection and a first query.
 //! - The cluster, when configured: the API server answers and
 //!   `--harbor-namespace` exists.
-//! - Keycloak, when configured: an admin token and the realm.
+//! - Keycloak, given or found through the cluster (Harbor's oidc_endpoint,
+//!   the Secret keycloak/keycloak-initial-admin): an admin token and the
+//!   realm, and how each part was found; a failed discovery is a problem.
 //!
 //! A system that is not configured is noted, not a finding; one that is
 //! configured but fails is a problem, with the exact error. There is no
@@ -231,30 +233,40 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
 }
 
 async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
-    let kc = match ctx.keycloak().await {
-        Ok(Some(kc)) => kc,
-        Ok(None) => {
-            out.notes
-                .push("Keycloak: not checked (no --keycloak-url with admin credentials)".into());
-            return false;
-        }
-        Err(e) => {
-            out.findings.push(problem(
-                "keycloak",
-                format!("the doctor cannot use the Keycloak settings it was given: {e:#}"),
-            ));
+    let access = ctx.keycloak_access().await;
+    let how = access.found.join("; ");
+    let kc = match (&access.keycloak, &access.missing) {
+        (Some(kc), _) => kc,
+        (None, Some(missing)) if missing.failed => {
+            out.findings.push(
+                problem(
+                    "keycloak",
+                    format!("Keycloak cannot be used: {}", missing.why),
+                )
+                .evidence("found", how),
+            );
             return true;
+        }
+        (None, missing) => {
+            out.notes.push(format!(
+                "Keycloak: not checked ({})",
+                missing
+                    .as_ref()
+                    .map_or("not configured", |m| m.why.as_str())
+            ));
+            return false;
         }
     };
     match kc.realm_sessions().await {
         Ok(_) => out.notes.push(format!(
-            "Keycloak realm {} ({}): reachable, admin credentials accepted",
+            "Keycloak realm {} ({}): reachable, admin login accepted; found: {how}",
             kc.realm(),
             kc.realm_issuer()
         )),
         Err(e) => out.findings.push(
             problem(&format!("keycloak realm {}", kc.realm()), format!("{e:#}"))
-                .evidence("issuer", kc.realm_issuer()),
+                .evidence("issuer", kc.realm_issuer())
+                .evidence("found", how),
         ),
     }
     true

@@ -133,6 +133,8 @@ struct Diagnosis {
     claim: UsernameClaim,
     issuer: CurrentIssuer,
     keycloak_used: bool,
+    /// Why Keycloak's users could not be compared, when they could not.
+    keycloak_unexamined: Option<String>,
     stale: Vec<StaleLink>,
     leftover: Vec<OidcLink>,
     several: Vec<MultiplyLinkedUser>,
@@ -183,24 +185,36 @@ async fn examine(ctx: &Ctx) -> Result<Diagnosis> {
     let settings = db.stored_config().await?;
     let issuer = current_issuer(ctx, &settings).await?;
     let claim = UsernameClaim::from_setting(settings.oidc_user_claim.as_deref());
-    let keycloak = ctx.keycloak().await?;
-    let stale = match keycloak {
-        Some(kc) => {
-            let users = kc.users().await?;
+    // Without Keycloak's users only links to another issuer can be seen,
+    // not changed ids: the check says so instead of calling that healthy.
+    let access = ctx.keycloak_access().await;
+    let users = match &access.keycloak {
+        Some(kc) => kc.users().await.map_err(|e| format!("{e:#}")),
+        None => Err(access.missing.as_ref().map_or_else(
+            || "Keycloak is not configured".to_string(),
+            |m| m.why.clone(),
+        )),
+    };
+    let (stale, keycloak_unexamined) = match users {
+        Ok(users) => {
             let directory = Directory::new(users);
-            stale_links(
+            let stale = stale_links(
                 db.live_links().await?,
                 &issuer.url,
                 &claim,
                 Some(&directory),
-            )
+            );
+            (stale, None)
         }
-        None => stale_links(
-            db.links_with_other_issuer(&issuer.url).await?,
-            &issuer.url,
-            &claim,
-            None,
-        ),
+        Err(why) => {
+            let links = db.links_with_other_issuer(&issuer.url).await?;
+            (stale_links(links, &issuer.url, &claim, None), Some(why))
+        }
+    };
+    let keycloak = if keycloak_unexamined.is_none() {
+        access.keycloak.as_ref()
+    } else {
+        None
     };
     let oidc_mode = settings.auth_mode.as_deref() == Some("oidc_auth");
     Ok(Diagnosis {
@@ -208,6 +222,7 @@ async fn examine(ctx: &Ctx) -> Result<Diagnosis> {
         claim,
         issuer,
         keycloak_used: keycloak.is_some(),
+        keycloak_unexamined,
         stale,
         leftover: db.links_of_deleted_users().await?,
         several: db.users_with_several_links().await?,
@@ -244,7 +259,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         if d.keycloak_used {
             "compared"
         } else {
-            "not configured"
+            "not compared"
         }
     ));
     for s in &d.stale {
@@ -375,6 +390,18 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
             .evidence("sysadmin", u.sysadmin),
         );
     }
+    // Last: what was found comes first, then what could not be looked at.
+    if let Some(why) = &d.keycloak_unexamined {
+        out.findings.push(Finding::not_examined(
+            CHECK,
+            "Keycloak",
+            format!(
+                "changed Keycloak ids, the usual cause of the 409 at login, were not checked: {why}. Only links \
+                 to another issuer were compared"
+            ),
+            RUNBOOK,
+        ));
+    }
     Ok(out)
 }
 
@@ -482,11 +509,24 @@ impl OidcConflictRepair {
                 "--new-sub is empty, too long or holds white space; give the user's Keycloak id, e.g. --new-sub 3f2c6a1e-...",
             ));
         }
-        let Some(kc) = ctx.keycloak().await? else {
+        let access = ctx.keycloak_access().await;
+        let Some(kc) = &access.keycloak else {
+            let why = access
+                .missing
+                .as_ref()
+                .map_or("Keycloak is not configured", |m| m.why.as_str());
+            // Keycloak named on the command line but unusable: the person
+            // expects the check, so it is not silently skipped.
+            if ctx.opts.keycloak_url.is_some() {
+                return Err(refused(format!(
+                    "--new-sub cannot be checked against Keycloak: {why}. Fix the --keycloak-* options, or \
+                     leave them out to relink without the check"
+                )));
+            }
             return Ok(Some(ChosenSub {
                 sub: given.to_string(),
                 keycloak_user: None,
-                how: "given with --new-sub; Keycloak is not configured, so the doctor could not check it".into(),
+                how: format!("given with --new-sub; not checked against Keycloak ({why})"),
             }));
         };
         // Keycloak is configured: a subject it cannot confirm is refused,
@@ -771,13 +811,22 @@ impl OidcConflictRepair {
                 "--all only relinks; delete users one at a time with --user NAME --strategy ...",
             ));
         }
-        if ctx.keycloak().await?.is_none() {
-            return Err(refused(
-                "--all needs Keycloak to learn every user's current subject: give --keycloak-url, \
-                 --keycloak-username and --keycloak-password (or the KEYCLOAK_* variables)",
-            ));
+        let access = ctx.keycloak_access().await;
+        if access.keycloak.is_none() {
+            return Err(refused(format!(
+                "--all needs Keycloak to learn every user's current subject, and {}",
+                access
+                    .missing
+                    .as_ref()
+                    .map_or("Keycloak is not configured", |m| m.why.as_str())
+            )));
         }
         let d = examine(ctx).await?;
+        if let Some(why) = &d.keycloak_unexamined {
+            return Err(refused(format!(
+                "--all needs Keycloak's users, and they could not be read: {why}"
+            )));
+        }
         self.issuer = Some(d.issuer.clone());
         let mut steps = vec![];
         let mut claimed = std::collections::HashSet::new();
