@@ -8,8 +8,9 @@
 //!   credentials).
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 //! - `files`: every file the doctor opens itself (regular, size-capped).
-//! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
-//!   through it, `cluster_harbor` Harbor's URL and admin password.
+//! - `kube`: the Kubernetes API; `kube_objects` reads the objects it
+//!   returns; `cluster_db` finds the registry database through it,
+//!   `cluster_harbor` Harbor's URL and admin password.
 
 pub mod cluster_db;
 pub mod cluster_harbor;
@@ -20,6 +21,7 @@ pub mod harbor;
 pub mod http;
 pub mod keycloak;
 pub mod kube;
+pub mod kube_objects;
 pub mod registry_db;
 pub mod tls;
 
