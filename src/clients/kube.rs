@@ -21,6 +21,7 @@ use anyhow::Result;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy,
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::clients::files;
+use crate::clients::kube_objects::selector_query;
 use crate::clients::stream::{DbStream, StreamOpener};
 use crate::clients::NotConfigured;
 use crate::outcome::refused;
@@ -381,6 +383,24 @@ impl Kube {
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         self.list_with(api, Some(ns), labels, fields).await
+    }
+
+    /// Every object of a namespaced kind in `ns` that a workload's label
+    /// selector picks, matchLabels and matchExpressions both.
+    pub async fn list_selected_in<K>(&self, ns: &str, selector: &LabelSelector) -> Result<Vec<K>>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
+    {
+        let query = selector_query(selector).map_err(|e| {
+            anyhow::anyhow!(
+                "a label selector in namespace {ns} cannot be sent to the API server ({e}): Kubernetes knows \
+                 only the operators In, NotIn, Exists and DoesNotExist; check the object's spec.selector"
+            )
+        })?;
+        self.list_in(ns, Some(&query), None).await
     }
 
     /// Every object of a cluster-scoped kind that matches the selectors.

@@ -8,9 +8,10 @@
 //!   credentials).
 //! - `docker_config`: the docker CLI's config file and credential helpers.
 //! - `files`: every file the doctor opens itself (regular, size-capped).
-//! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
-//!   through it, `cluster_harbor` Harbor's URL and admin password,
-//!   `cluster_keycloak` Keycloak's URL, realm and admin login.
+//! - `kube`: the Kubernetes API; `kube_objects` reads the objects it
+//!   returns; `cluster_db` finds the registry database through it,
+//!   `cluster_harbor` Harbor's URL and admin password, `cluster_keycloak`
+//!   Keycloak's URL, realm and admin login.
 //! - `stream`: the byte streams the database protocol runs over (TCP or a
 //!   port-forward).
 
@@ -24,6 +25,7 @@ pub mod harbor;
 pub mod http;
 pub mod keycloak;
 pub mod kube;
+pub mod kube_objects;
 pub mod registry_db;
 pub mod stream;
 pub mod tls;

@@ -431,7 +431,7 @@ impl Repair for ProvisionRepair {
             ))?;
         }
         let plans: Vec<TeamPlan> = self.changes().cloned().collect();
-        let progress = progress_bar(&ctx.out, plans.len());
+        let progress = crate::progress::counter(&ctx.out, plans.len(), "teams");
         let writes = Writes::default();
         let results: Vec<(TeamId, Result<Vec<ToVerify>>)> = stream::iter(plans)
             .map(|p| {
@@ -549,24 +549,6 @@ fn kube_item<T: serde::Serialize>(
         object: serde_json::to_value(object)?,
         after: None,
     })
-}
-
-/// A progress bar on stderr; invisible when stderr is not a terminal or
-/// with `-q`.
-fn progress_bar(out: &Output, len: usize) -> indicatif::ProgressBar {
-    if out.quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} teams ({elapsed})")
-    {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// Runs `provision`.
