@@ -15,7 +15,9 @@ mod auth;
 mod faults;
 mod model;
 pub mod prism;
+mod projects;
 mod registry;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,10 @@ use crate::tls::{self, ServerHandle, TestPki};
 
 pub use crate::gate::Gate;
 pub use faults::Fault;
-pub use model::{Member, OidcUser, Project, Robot, RobotAccess, RobotPermission};
+pub use model::{
+    Member, OidcUser, Project, Robot, RobotAccess, RobotPermission, UserGroup, HTTP_GROUP,
+    LDAP_GROUP, OIDC_GROUP,
+};
 pub use prism::HarborEndpoint;
 
 /// OIDC settings as Harbor's configuration names them.
@@ -294,9 +299,12 @@ impl HarborSim {
 
     /// Adds a group (group_type 1 LDAP, 2 HTTP, 3 OIDC) to a project with a
     /// role (1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest).
+    /// The group row is made with exactly this type, whatever the auth mode:
+    /// seeding can plant what `POST /members` in OIDC mode never makes (an
+    /// HTTP group), as an earlier auth mode or `POST /usergroups` would.
     pub fn add_group_member(&self, project: &str, group: &str, group_type: i64, role_id: i64) {
         let mut st = self.sim.state.lock();
-        let gid = st.group_id(group, group_type);
+        let gid = st.ensure_group(group, group_type);
         let mid = st.next_id();
         let pid = st
             .project_id_by_name(project)
@@ -312,6 +320,35 @@ impl HarborSim {
                 entity_name: group.into(),
                 role_id,
             });
+    }
+
+    /// Adds a repository to a project, as a push would; Harbor refuses to
+    /// delete a project that has any.
+    pub fn add_repository(&self, project: &str, repository: &str) {
+        let mut st = self.sim.state.lock();
+        let pid = st
+            .project_id_by_name(project)
+            .unwrap_or_else(|| panic!("HarborSim::add_repository: no project {project}"));
+        let p = st.projects.get_mut(&pid).expect("found by name");
+        if !p.repositories.iter().any(|r| r == repository) {
+            p.repositories.push(repository.to_string());
+        }
+    }
+
+    /// The groups Harbor has onboarded (its `user_group` table).
+    pub fn user_groups(&self) -> Vec<UserGroup> {
+        self.sim.state.lock().groups.values().cloned().collect()
+    }
+
+    /// The group that a project member names, when it is a group member.
+    pub fn member_group(&self, project: &str, entity_name: &str) -> Option<UserGroup> {
+        let st = self.sim.state.lock();
+        let p = st.project_by_name(project)?;
+        let m = p
+            .members
+            .iter()
+            .find(|m| m.entity_type == "g" && m.entity_name == entity_name)?;
+        st.groups.get(&m.entity_id).cloned()
     }
 
     /// Removes a member (user or group) by name; true when one was removed.
@@ -551,23 +588,42 @@ fn scope_has_offline_access(scope: &str) -> bool {
 }
 
 fn router(sim: Arc<Sim>) -> Router {
+    // Keep `routes::API_PATHS` in step: requests it does not list as served
+    // never reach these routes.
     Router::new()
         .route("/api/v2.0/ping", get(api::ping))
         .route("/api/v2.0/health", get(api::health))
         .route("/api/v2.0/systeminfo", get(api::systeminfo))
         .route(
             "/api/v2.0/projects",
-            get(api::list_projects)
-                .head(api::head_project)
-                .post(api::create_project),
+            get(projects::list_projects)
+                .head(projects::head_project)
+                .post(projects::create_project),
         )
         .route(
             "/api/v2.0/projects/{project_name_or_id}",
-            get(api::get_project),
+            get(projects::get_project)
+                .put(projects::update_project)
+                .delete(projects::delete_project),
+        )
+        .route(
+            "/api/v2.0/projects/{project_name_or_id}/_deletable",
+            get(projects::project_deletable),
         )
         .route(
             "/api/v2.0/projects/{project_name_or_id}/members",
-            get(api::list_members).post(api::create_member),
+            get(projects::list_members).post(projects::create_member),
+        )
+        .route(
+            "/api/v2.0/projects/{project_name_or_id}/members/{mid}",
+            get(projects::get_member)
+                .put(projects::update_member)
+                .delete(projects::delete_member),
+        )
+        .route("/api/v2.0/usergroups", get(projects::list_usergroups))
+        .route(
+            "/api/v2.0/usergroups/{group_id}",
+            get(projects::get_usergroup),
         )
         .route(
             "/api/v2.0/robots",
@@ -635,7 +691,12 @@ async fn around_request(State(sim): State<Arc<Sim>>, req: Request, next: Next) -
         tokio::time::sleep(latency).await;
     }
     let mut resp = match fault {
-        None => next.run(req).await,
+        // Harbor's router answers unknown paths and methods itself, before
+        // any handler (and so before authentication).
+        None => match routes::refuse(&method, &path) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        },
         Some(fault) => {
             if fault.after_apply {
                 let _ = next.run(req).await;
