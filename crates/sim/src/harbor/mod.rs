@@ -335,6 +335,13 @@ impl HarborSim {
         }
     }
 
+    /// Plants a `user_group` row with this name and type (as `POST
+    /// /usergroups` or an earlier auth mode would) and returns its id; the
+    /// existing one when there is one.
+    pub fn add_user_group(&self, name: &str, group_type: i64) -> i64 {
+        self.sim.state.lock().ensure_group(name, group_type)
+    }
+
     /// The groups Harbor has onboarded (its `user_group` table).
     pub fn user_groups(&self) -> Vec<UserGroup> {
         self.sim.state.lock().groups.values().cloned().collect()

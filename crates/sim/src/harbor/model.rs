@@ -722,4 +722,93 @@ mod tests {
         assert!(!is_valid_robot_secret(&format!("A1{}", "a".repeat(127))));
         assert!(is_valid_robot_secret(&generate_secret()));
     }
+
+    fn state(auth_mode: &str) -> HarborState {
+        let mut st = HarborState::new("pw".into(), "v2.11.1".into());
+        st.config.insert("auth_mode".into(), json!(auth_mode));
+        st
+    }
+
+    #[test]
+    fn oidc_mode_onboards_an_oidc_group_whatever_type_is_asked_for() {
+        let mut st = state("oidc_auth");
+        let asked_http = st.member_group("team-a", HTTP_GROUP).unwrap();
+        assert_eq!(st.groups[&asked_http].group_type, OIDC_GROUP);
+        assert_eq!(st.member_group("team-a", OIDC_GROUP).unwrap(), asked_http);
+        assert_eq!(st.member_group("team-a", 0).unwrap(), asked_http);
+        assert_eq!(st.groups.len(), 1);
+    }
+
+    #[test]
+    fn an_existing_group_of_the_asked_type_wins_over_onboarding() {
+        let mut st = state("oidc_auth");
+        let http = st.ensure_group("team-b", HTTP_GROUP);
+        assert_eq!(st.member_group("team-b", HTTP_GROUP).unwrap(), http);
+        let oidc = st.member_group("team-b", OIDC_GROUP).unwrap();
+        assert_ne!(oidc, http);
+        assert_eq!(st.groups[&oidc].group_type, OIDC_GROUP);
+    }
+
+    #[test]
+    fn other_modes_find_or_refuse_groups_as_their_authenticators_do() {
+        let mut st = state("db_auth");
+        assert_eq!(
+            st.member_group("team-a", OIDC_GROUP),
+            Err(GroupRefusal::NotFound("team-a not found".into()))
+        );
+        let mut st = state("http_auth");
+        assert_eq!(
+            st.member_group("team-a", HTTP_GROUP),
+            Err(GroupRefusal::Internal)
+        );
+        st.config
+            .insert("http_authproxy_skip_search".into(), json!(true));
+        let id = st.member_group("team-a", OIDC_GROUP).unwrap();
+        assert_eq!(st.groups[&id].group_type, HTTP_GROUP);
+        let mut st = state("ldap_auth");
+        assert_eq!(
+            st.member_group("team-a", LDAP_GROUP),
+            Err(GroupRefusal::Internal)
+        );
+        // An LDAP DN in OIDC mode becomes an OIDC group named after it.
+        let mut st = state("oidc_auth");
+        let id = st.member_ldap_group("cn=team-a,dc=example").unwrap();
+        assert_eq!(st.groups[&id].name, "cn=team-a,dc=example");
+        assert_eq!(st.groups[&id].group_type, OIDC_GROUP);
+    }
+
+    #[test]
+    fn only_oidc_group_members_grant_oidc_users_access() {
+        use super::super::auth::Principal;
+        let mut st = state("oidc_auth");
+        let oidc_project = st.create_project("team-a", false);
+        let http_project = st.create_project("team-b", false);
+        let oidc = st.ensure_group("devs", OIDC_GROUP);
+        let http = st.ensure_group("devs", HTTP_GROUP);
+        for (pid, gid) in [(oidc_project, oidc), (http_project, http)] {
+            let id = st.next_id();
+            st.projects.get_mut(&pid).unwrap().members.push(Member {
+                id,
+                entity_type: "g".into(),
+                entity_id: gid,
+                entity_name: "devs".into(),
+                role_id: 2,
+            });
+        }
+        let user_id = st.next_id();
+        st.oidc_users.insert(
+            "dev@example.com".into(),
+            OidcUser {
+                user_id,
+                username: "dev@example.com".into(),
+                cli_secret: "s".into(),
+                groups: vec!["devs".into()],
+                offline_token: true,
+                idp_session_alive: true,
+            },
+        );
+        let who = Principal::OidcUser("dev@example.com".into());
+        assert_eq!(st.registry_actions(&who, "team-a"), ["pull", "push"]);
+        assert!(st.registry_actions(&who, "team-b").is_empty());
+    }
 }
