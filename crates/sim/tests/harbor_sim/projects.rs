@@ -2,18 +2,19 @@
 //! API description leaves the answer open: group types per auth mode,
 //! filters, counts, and the writes Harbor accepts without checking.
 
-use harbor_doctor_sim::harbor::{
-    prism, routes, HarborOptions, HarborSim, HTTP_GROUP, OIDC_GROUP,
-};
 use base64::Engine;
+use harbor_doctor_sim::harbor::{prism, routes, HarborOptions, HarborSim, HTTP_GROUP, OIDC_GROUP};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{error_code, fast, otomi, Api};
 
 fn add_group(api: &Api, project: &str, group: &str, group_type: i64) -> reqwest::RequestBuilder {
-    api.admin(Method::POST, &format!("/api/v2.0/projects/{project}/members"))
-        .json(&json!({"role_id": 2, "member_group": {"group_name": group, "group_type": group_type}}))
+    api.admin(
+        Method::POST,
+        &format!("/api/v2.0/projects/{project}/members"),
+    )
+    .json(&json!({"role_id": 2, "member_group": {"group_name": group, "group_type": group_type}}))
 }
 
 /// In OIDC mode a member added by group name becomes the OIDC group of that
@@ -28,26 +29,43 @@ async fn oidc_mode_binds_members_to_oidc_groups_unless_one_of_the_asked_type_exi
     h.add_project("team-b", false);
 
     // Otomi's operator asks for HTTP (2), the doctor for OIDC (3): one group.
-    let resp = add_group(&api, "team-a", "team-a", HTTP_GROUP).send().await.unwrap();
+    let resp = add_group(&api, "team-a", "team-a", HTTP_GROUP)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let again = add_group(&api, "team-a", "team-a", OIDC_GROUP).send().await.unwrap();
+    let again = add_group(&api, "team-a", "team-a", OIDC_GROUP)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT, "the same group");
-    assert_eq!(h.member_group("team-a", "team-a").unwrap().group_type, OIDC_GROUP);
-    let groups = api.admin_json("/api/v2.0/usergroups?group_name=team-a").await;
+    assert_eq!(
+        h.member_group("team-a", "team-a").unwrap().group_type,
+        OIDC_GROUP
+    );
+    let groups = api
+        .admin_json("/api/v2.0/usergroups?group_name=team-a")
+        .await;
     assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
     assert_eq!(groups[0]["group_type"], OIDC_GROUP);
 
     // An HTTP group of the name exists (made by hand, or by an earlier auth
     // mode): a type-2 request binds to it.
     let http = h.add_user_group("team-b", HTTP_GROUP);
-    let resp = add_group(&api, "team-b", "team-b", HTTP_GROUP).send().await.unwrap();
+    let resp = add_group(&api, "team-b", "team-b", HTTP_GROUP)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let member = h.member_group("team-b", "team-b").unwrap();
     assert_eq!((member.id, member.group_type), (http, HTTP_GROUP));
     let one: Value = api
         .admin_json(&format!("/api/v2.0/usergroups/{http}"))
         .await;
-    assert_eq!(one, json!({"group_name": "team-b", "group_type": 2, "ldap_group_dn": ""}));
+    assert_eq!(
+        one,
+        json!({"group_name": "team-b", "group_type": 2, "ldap_group_dn": ""})
+    );
 
     // Which is why it grants OIDC users nothing, while the OIDC one does.
     h.add_oidc_user("dev@example.com", "Cli5ecret", &["team-a", "team-b"]);
@@ -86,11 +104,18 @@ async fn members_are_listed_by_exact_name_and_counted_unfiltered() {
     h.add_group_member("team-a", "team-ab", OIDC_GROUP, 2);
 
     let resp = api
-        .admin(Method::GET, "/api/v2.0/projects/team-a/members?entityname=team-a")
+        .admin(
+            Method::GET,
+            "/api/v2.0/projects/team-a/members?entityname=team-a",
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()["x-total-count"], "3", "admin and both groups");
+    assert_eq!(
+        resp.headers()["x-total-count"],
+        "3",
+        "admin and both groups"
+    );
     let found: Value = resp.json().await.unwrap();
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["entity_name"], "team-a");
@@ -98,7 +123,10 @@ async fn members_are_listed_by_exact_name_and_counted_unfiltered() {
     // A PUT stores any role, and one that names no role hides the member.
     let mid = found[0]["id"].as_i64().unwrap();
     let put = api
-        .admin(Method::PUT, &format!("/api/v2.0/projects/team-a/members/{mid}"))
+        .admin(
+            Method::PUT,
+            &format!("/api/v2.0/projects/team-a/members/{mid}"),
+        )
         .json(&json!({"role_id": 9}))
         .send()
         .await
@@ -113,7 +141,10 @@ async fn members_are_listed_by_exact_name_and_counted_unfiltered() {
     let all: Value = resp.json().await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
     let get = api
-        .admin(Method::GET, &format!("/api/v2.0/projects/team-a/members/{mid}"))
+        .admin(
+            Method::GET,
+            &format!("/api/v2.0/projects/team-a/members/{mid}"),
+        )
         .send()
         .await
         .unwrap();
@@ -184,7 +215,9 @@ async fn project_lists_filter_on_owner_public_and_q_and_sort_by_name() {
     assert_eq!(names(desc), ["team-b", "team-a", "library"]);
     let private = api.admin_json("/api/v2.0/projects?public=false").await;
     assert_eq!(names(private), ["team-a"]);
-    let mine = api.admin_json("/api/v2.0/projects?owner=admin&name=TEAM").await;
+    let mine = api
+        .admin_json("/api/v2.0/projects?owner=admin&name=TEAM")
+        .await;
     assert_eq!(names(mine), ["team-a", "team-b"]);
     let nobody = api
         .admin(Method::GET, "/api/v2.0/projects?owner=alice")
@@ -215,12 +248,18 @@ async fn member_and_project_answers_outside_the_api_description() {
     h.add_project("team-a", false);
 
     // Database authentication cannot search groups: 404.
-    let resp = add_group(&api, "team-a", "team-a", OIDC_GROUP).send().await.unwrap();
+    let resp = add_group(&api, "team-a", "team-a", OIDC_GROUP)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(h.user_groups().is_empty());
     // HTTP auth without skip-search fails the search: Harbor's bare 500.
     h.set_config("auth_mode", json!("http_auth"));
-    let resp = add_group(&api, "team-a", "team-a", HTTP_GROUP).send().await.unwrap();
+    let resp = add_group(&api, "team-a", "team-a", HTTP_GROUP)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(error_code(resp).await, "UNKNOWN");
 
