@@ -13,6 +13,13 @@ use harbor_doctor_sim::harbor::{Fault, HarborOptions, HarborSim, RobotPermission
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
+// The Otomi operator's request sequences, over HTTP/1.1 and HTTP/2.
+#[path = "harbor_sim/operator.rs"]
+mod operator;
+// Projects, members and groups where the API description leaves it open.
+#[path = "harbor_sim/projects.rs"]
+mod projects;
+
 const PW: &str = "Harbor12345";
 
 fn fast() -> HarborOptions {

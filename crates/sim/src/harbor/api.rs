@@ -21,13 +21,13 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{authenticate, Principal};
 use super::model::{
-    config_items, generate_secret, is_valid_name, is_valid_robot_secret, role_name, ConfigType,
-    Member, Robot, RobotPermission, ADMIN_USER_ID,
+    config_items, generate_secret, is_valid_name, is_valid_robot_secret, ConfigType, Robot,
+    RobotPermission,
 };
 use super::Sim;
 
-type AppState = Arc<Sim>;
-type Params = Query<Vec<(String, String)>>;
+pub(super) type AppState = Arc<Sim>;
+pub(super) type Params = Query<Vec<(String, String)>>;
 
 /// Harbor's largest page.
 const MAX_PAGE_SIZE: i64 = 100;
@@ -39,29 +39,29 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
     (status, Json(body)).into_response()
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized")
 }
 
-fn forbidden() -> Response {
+pub(super) fn forbidden() -> Response {
     error(StatusCode::FORBIDDEN, "FORBIDDEN", "forbidden")
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+pub(super) fn bad_request(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
 
-fn not_found(message: impl Into<String>) -> Response {
+pub(super) fn not_found(message: impl Into<String>) -> Response {
     error(StatusCode::NOT_FOUND, "NOT_FOUND", message)
 }
 
-fn conflict(message: impl Into<String>) -> Response {
+pub(super) fn conflict(message: impl Into<String>) -> Response {
     error(StatusCode::CONFLICT, "CONFLICT", message)
 }
 
 /// 401 for callers who are not signed in (or whose credentials were
 /// refused), 403 for anyone but the admin.
-fn deny_unless_admin(who: &Principal) -> Option<Response> {
+pub(super) fn deny_unless_admin(who: &Principal) -> Option<Response> {
     match who {
         Principal::Admin => None,
         Principal::Anonymous | Principal::Rejected => Some(unauthorized()),
@@ -69,14 +69,14 @@ fn deny_unless_admin(who: &Principal) -> Option<Response> {
     }
 }
 
-fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
 
-fn created(location: String) -> Response {
+pub(super) fn created(location: String) -> Response {
     let mut resp = StatusCode::CREATED.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -84,23 +84,23 @@ fn created(location: String) -> Response {
     resp
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
 }
 
-fn is_resource_name(headers: &HeaderMap) -> bool {
+pub(super) fn is_resource_name(headers: &HeaderMap) -> bool {
     headers
         .get("x-is-resource-name")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-struct Page {
-    number: i64,
-    size: i64,
+pub(super) struct Page {
+    pub(super) number: i64,
+    pub(super) size: i64,
 }
 
-fn page(params: &[(String, String)]) -> Result<Page, Response> {
+pub(super) fn page(params: &[(String, String)]) -> Result<Page, Response> {
     let number = match param(params, "page") {
         None => 1,
         Some(p) => p
@@ -127,10 +127,28 @@ fn page(params: &[(String, String)]) -> Result<Page, Response> {
 }
 
 /// One page of `items` with Harbor's `X-Total-Count` and `Link` headers.
-fn paged(uri: &Uri, params: &[(String, String)], items: Vec<Value>, page: Page) -> Response {
+pub(super) fn paged(
+    uri: &Uri,
+    params: &[(String, String)],
+    items: Vec<Value>,
+    page: Page,
+) -> Response {
     let total = items.len() as i64;
-    let start = ((page.number - 1) * page.size).min(total) as usize;
-    let end = (page.number * page.size).min(total) as usize;
+    paged_counted(uri, params, items, page, total)
+}
+
+/// One page of `items`, with `X-Total-Count` and `Link` computed from
+/// `total`: Harbor counts some lists without their filters (members).
+pub(super) fn paged_counted(
+    uri: &Uri,
+    params: &[(String, String)],
+    items: Vec<Value>,
+    page: Page,
+    total: i64,
+) -> Response {
+    let len = items.len() as i64;
+    let start = ((page.number - 1) * page.size).min(len) as usize;
+    let end = (page.number * page.size).min(len) as usize;
     let body: Vec<Value> = items[start..end].to_vec();
 
     let link_to = |n: i64| {
@@ -169,18 +187,28 @@ fn paged(uri: &Uri, params: &[(String, String)], items: Vec<Value>, page: Page) 
 }
 
 /// A parsed `q=k=v,k2=~v2` query: exact or fuzzy values per key.
-struct Filter {
+pub(super) struct Filter {
     terms: Vec<(String, String, bool)>,
 }
 
 impl Filter {
-    fn parse(q: Option<&str>, allowed: &[&str]) -> Result<Self, Response> {
+    pub(super) fn parse(q: Option<&str>, allowed: &[&str]) -> Result<Self, Response> {
+        Self::parse_keys(q, Some(allowed))
+    }
+
+    /// Like `parse`, but keys this endpoint does not filter on are ignored,
+    /// as Harbor's ORM ignores them for projects.
+    pub(super) fn parse_lenient(q: Option<&str>) -> Result<Self, Response> {
+        Self::parse_keys(q, None)
+    }
+
+    fn parse_keys(q: Option<&str>, allowed: Option<&[&str]>) -> Result<Self, Response> {
         let mut terms = Vec::new();
         for part in q.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
             let Some((k, v)) = part.split_once('=') else {
                 return Err(bad_request(format!("invalid query item {part:?}")));
             };
-            if !allowed.contains(&k) {
+            if let Some(allowed) = allowed.filter(|a| !a.contains(&k)) {
                 return Err(bad_request(format!(
                     "unsupported query key {k:?}; this endpoint filters on {allowed:?}"
                 )));
@@ -195,14 +223,14 @@ impl Filter {
         Ok(Self { terms })
     }
 
-    fn get(&self, key: &str) -> Option<(&str, bool)> {
+    pub(super) fn get(&self, key: &str) -> Option<(&str, bool)> {
         self.terms
             .iter()
             .find(|(k, _, _)| k == key)
             .map(|(_, v, f)| (v.as_str(), *f))
     }
 
-    fn matches(&self, key: &str, value: &str) -> bool {
+    pub(super) fn matches(&self, key: &str, value: &str) -> bool {
         match self.get(key) {
             None => true,
             Some((wanted, true)) => value.contains(wanted),
@@ -275,317 +303,6 @@ pub async fn systeminfo(State(sim): State<AppState>, headers: HeaderMap) -> Resp
         info["registry_storage_provider_name"] = json!("filesystem");
     }
     Json(info).into_response()
-}
-
-// ---------------------------------------------------------------------------
-// projects
-
-/// Whether `who` may see a project at all.
-fn can_see_project(st: &super::model::HarborState, who: &Principal, project_id: i64) -> bool {
-    let Some(p) = st.projects.get(&project_id) else {
-        return false;
-    };
-    match who {
-        Principal::Admin => true,
-        Principal::Robot(id) => {
-            p.public
-                || st.robots.get(id).is_some_and(|r| {
-                    r.permissions
-                        .iter()
-                        .any(|perm| perm.namespace == p.name || perm.namespace == "*")
-                })
-        }
-        _ => p.public,
-    }
-}
-
-pub async fn list_projects(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Query(params): Params,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if who == Principal::Rejected {
-        return unauthorized();
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let filter = match Filter::parse(param(&params, "q"), &["name", "public", "project_id"]) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let name = param(&params, "name");
-    let public = match param(&params, "public") {
-        None => None,
-        Some("true" | "1") => Some(true),
-        Some("false" | "0") => Some(false),
-        Some(other) => return bad_request(format!("public must be a boolean, got {other:?}")),
-    };
-    let st = sim.state.lock();
-    let role = (who == Principal::Admin).then_some(1);
-    let items: Vec<Value> = st
-        .projects
-        .values()
-        .filter(|p| can_see_project(&st, &who, p.id))
-        // Harbor's `name` parameter is a substring match.
-        .filter(|p| name.is_none_or(|n| p.name.contains(n)))
-        .filter(|p| filter.matches("name", &p.name))
-        .filter(|p| filter.matches("project_id", &p.id.to_string()))
-        .filter(|p| filter.matches("public", if p.public { "true" } else { "false" }))
-        .filter(|p| public.is_none_or(|want| p.public == want))
-        .map(|p| p.to_api(role))
-        .collect();
-    paged(&uri, &params, items, page)
-}
-
-pub async fn head_project(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Params,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if who == Principal::Rejected {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(name) = param(&params, "project_name") else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    if sim.state.lock().project_by_name(name).is_some() {
-        StatusCode::OK.into_response()
-    } else {
-        // The body goes unsent on HEAD, but the headers say what it is.
-        not_found(format!("project {name} not found"))
-    }
-}
-
-#[derive(Deserialize)]
-struct ProjectReq {
-    project_name: Option<String>,
-    public: Option<bool>,
-    metadata: Option<Map<String, Value>>,
-}
-
-pub async fn create_project(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    match who {
-        Principal::Admin => {}
-        Principal::Anonymous | Principal::Rejected => return unauthorized(),
-        _ => return forbidden(),
-    }
-    let req: ProjectReq = match parse_body(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let Some(name) = req.project_name.filter(|n| !n.is_empty()) else {
-        return bad_request("project_name is required");
-    };
-    if name.len() > 255 || !is_valid_name(&name) {
-        return bad_request(format!(
-            "project name {name:?} is not in lower case or contains illegal characters"
-        ));
-    }
-    let public = match req.metadata.as_ref().and_then(|m| m.get("public")) {
-        None => req.public.unwrap_or(false),
-        Some(Value::String(s)) if s == "true" => true,
-        Some(Value::String(s)) if s == "false" => false,
-        Some(other) => {
-            return bad_request(format!(
-                "metadata.public must be \"true\" or \"false\", got {other}"
-            ))
-        }
-    };
-    let mut st = sim.state.lock();
-    if st.project_by_name(&name).is_some() {
-        return conflict(format!("The project named {name} already exists"));
-    }
-    let id = st.create_project(&name, public);
-    let name_in_location = headers
-        .get("x-resource-name-in-location")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let tail = if name_in_location {
-        name
-    } else {
-        id.to_string()
-    };
-    created(format!("{}/{tail}", uri.path().trim_end_matches('/')))
-}
-
-pub async fn get_project(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    Path(name_or_id): Path<String>,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if who == Principal::Rejected {
-        return unauthorized();
-    }
-    let st = sim.state.lock();
-    let Some(id) = st.resolve_project(&name_or_id, is_resource_name(&headers)) else {
-        return not_found(format!("project {name_or_id} not found"));
-    };
-    if !can_see_project(&st, &who, id) {
-        return if who.is_authenticated() {
-            forbidden()
-        } else {
-            unauthorized()
-        };
-    }
-    let role = (who == Principal::Admin).then_some(1);
-    Json(st.projects[&id].to_api(role)).into_response()
-}
-
-// ---------------------------------------------------------------------------
-// project members
-
-pub async fn list_members(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(name_or_id): Path<String>,
-    Query(params): Params,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let st = sim.state.lock();
-    let Some(id) = st.resolve_project(&name_or_id, is_resource_name(&headers)) else {
-        return not_found(format!("project {name_or_id} not found"));
-    };
-    let project = &st.projects[&id];
-    let entityname = param(&params, "entityname");
-    let items = project
-        .members
-        .iter()
-        .filter(|m| entityname.is_none_or(|n| m.entity_name.contains(n)))
-        .map(|m| project.member_to_api(m))
-        .collect();
-    paged(&uri, &params, items, page)
-}
-
-#[derive(Deserialize)]
-struct MemberUser {
-    user_id: Option<i64>,
-    username: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MemberGroup {
-    id: Option<i64>,
-    group_name: Option<String>,
-    group_type: Option<i64>,
-    ldap_group_dn: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MemberReq {
-    role_id: Option<i64>,
-    member_user: Option<MemberUser>,
-    member_group: Option<MemberGroup>,
-}
-
-pub async fn create_member(
-    State(sim): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(name_or_id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
-    let req: MemberReq = match parse_body(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let role_id = req.role_id.unwrap_or(0);
-    if role_name(role_id).is_none() {
-        return bad_request(format!("role id {role_id} is not valid"));
-    }
-    let mut st = sim.state.lock();
-    let Some(project_id) = st.resolve_project(&name_or_id, is_resource_name(&headers)) else {
-        return not_found(format!("project {name_or_id} not found"));
-    };
-    let (entity_type, entity_id, entity_name) = match (req.member_user, req.member_group) {
-        (Some(user), None) => {
-            let found = match (user.user_id, user.username.as_deref()) {
-                (Some(id), _) if id > 0 => {
-                    if id == ADMIN_USER_ID {
-                        Some((id, "admin".to_string()))
-                    } else {
-                        st.oidc_users
-                            .values()
-                            .find(|u| u.user_id == id)
-                            .map(|u| (id, u.username.clone()))
-                    }
-                }
-                (_, Some(name)) => st.user_id(name).map(|id| (id, name.to_string())),
-                _ => return bad_request("member_user needs a user_id or a username"),
-            };
-            let Some((id, name)) = found else {
-                return not_found("user not found");
-            };
-            ("u", id, name)
-        }
-        (None, Some(group)) => {
-            if let Some(id) = group.id.filter(|id| *id > 0) {
-                let Some(((name, _), _)) = st.groups.iter().find(|(_, gid)| **gid == id) else {
-                    return not_found(format!("user group {id} not found"));
-                };
-                ("g", id, name.clone())
-            } else {
-                let group_type = group.group_type.unwrap_or(0);
-                if !(1..=3).contains(&group_type) {
-                    return bad_request(format!(
-                        "group_type {group_type} is not valid: 1 LDAP, 2 HTTP, 3 OIDC"
-                    ));
-                }
-                let name = group
-                    .group_name
-                    .filter(|n| !n.is_empty())
-                    .or(group.ldap_group_dn.filter(|n| !n.is_empty()));
-                let Some(name) = name else {
-                    return bad_request("member_group needs an id or a group_name");
-                };
-                let id = st.group_id(&name, group_type);
-                ("g", id, name)
-            }
-        }
-        _ => return bad_request("give exactly one of member_user and member_group"),
-    };
-    let member_id = st.next_id();
-    let project = st.projects.get_mut(&project_id).expect("resolved above");
-    if project
-        .members
-        .iter()
-        .any(|m| m.entity_type == entity_type && m.entity_id == entity_id)
-    {
-        return conflict(format!(
-            "The project member specified already exist, entity id:{entity_id}, project id:{project_id}"
-        ));
-    }
-    project.members.push(Member {
-        id: member_id,
-        entity_type: entity_type.into(),
-        entity_id,
-        entity_name,
-        role_id,
-    });
-    created(format!("{}/{member_id}", uri.path().trim_end_matches('/')))
 }
 
 // ---------------------------------------------------------------------------

@@ -1,21 +1,88 @@
-//! A simulated Harbor: the REST API the doctor uses, the registry token
-//! service and `/v2/`, with Harbor's status codes, error bodies, naming rules
-//! and login penalty, on 127.0.0.1 over HTTP or HTTPS.
+//! A simulated Harbor: the REST API the doctor and Otomi's Harbor operator
+//! use, the registry token service and `/v2/`, with Harbor's status codes,
+//! error bodies, naming rules and login penalty, on 127.0.0.1 over HTTP or
+//! HTTPS, each over HTTP/1.1 or HTTP/2 (prior knowledge on plain HTTP, ALPN
+//! over TLS).
 //!
 //! Tests and `harbor-doctor lab` seed and inspect its state directly (projects,
-//! members, robots and their secrets, configuration, OIDC users), read the log
-//! of requests it served (to assert, say, that a rerun wrote nothing), and
-//! inject faults (500s, HTML pages, garbage, slowness) into the next matching
-//! requests. `start_for_test` can put Prism, the validating proxy, in front of
-//! it so that every request and response is checked against Harbor's own API
-//! description (see `prism`).
+//! members, groups, repositories, robots and their secrets, configuration,
+//! OIDC users), read the log of requests it served (to assert, say, that a
+//! rerun wrote nothing), and inject faults (500s, HTML pages, garbage,
+//! slowness) into the next matching requests. `start_for_test` can put
+//! Prism, the validating proxy, in front of it so that every request and
+//! response is checked against Harbor's own API description (see `prism`).
+//! Prism speaks HTTP/1.1 only: an HTTP/2 client pointed at it gets no HTTP
+//! answer at all, so HTTP/2 tests talk to `HarborEndpoint::sim().url()`.
+//!
+//! # What it serves
+//!
+//! Of the `project`, `member`, `usergroup`, `robot`, `configure` and
+//! `systeminfo` operations of Harbor's API description (`swagger.yaml`):
+//!
+//! | tag | served | not served |
+//! | --- | --- | --- |
+//! | project | listProjects, headProject, createProject, getProject, updateProject, deleteProject, getProjectDeletable | getProjectSummary, the `metadatas`, `repositories`/`artifacts`, `scanner`, `logs`, `auditlog-exts`, `preheat`, `immutabletagrules` and `webhook` sub-resources |
+//! | member | listProjectMembers, createProjectMember, getProjectMember, updateProjectMember, deleteProjectMember | — |
+//! | usergroup | listUserGroups, getUserGroup | createUserGroup, searchUserGroups, updateUserGroup, deleteUserGroup |
+//! | robot | ListRobot, CreateRobot, GetRobotByID, UpdateRobot, RefreshSec, DeleteRobot | — |
+//! | configure | getConfigurations, updateConfigurations | — |
+//! | systeminfo | getSystemInfo (and getPing, getHealth) | getVolumes, getCert |
+//!
+//! Anything else answers as Harbor's router (go-openapi) does, before any
+//! handler: a path with no operation gets 404 `{"errors":[{"code":
+//! "NOT_FOUND","message":"path <path> was not found"}]}`, a method the path
+//! has no operation for gets 405 `METHOD_NOT_ALLOWED`, `method X is not
+//! allowed, but [..] are` (Harbor's own answer, HEAD on a GET path
+//! included), and an operation Harbor has but the simulator does not serve
+//! gets the 404, saying so. Never an empty body. `routes::API_PATHS` is the
+//! table; a test holds it to `swagger.yaml`.
+//!
+//! # What Harbor does there that its API description does not say
+//!
+//! From Harbor 2.11's handlers and controllers (`src/server/v2.0/handler`,
+//! `src/controller/member`, `src/pkg/usergroup`, `src/core/auth`):
+//!
+//! - Project access is checked before the project is looked up: only the
+//!   admin learns from a 404. `X-Is-Resource-Name: true` makes a numeric
+//!   `{project_name_or_id}` a name. HEAD /projects needs a signed-in caller.
+//! - `PUT /projects/{p}` keeps the name (`project_name` is ignored), merges
+//!   metadata, and refuses a `cve_allowlist.project_id` of another project.
+//! - `DELETE /projects/{p}` is refused with 412 `PRECONDITION` while the
+//!   project has repositories (`add_repository`); robots do not block it:
+//!   its project-level robots are deleted with it, system-level robots keep
+//!   their permissions on it.
+//! - Lists: projects sort by name unless `sort` says otherwise; `q` keys
+//!   Harbor's project query does not know are ignored. Members are listed
+//!   by *exact* `entityname`, but `X-Total-Count` (and `Link`) count every
+//!   member of the project.
+//! - `PUT /members/{mid}` and `DELETE /members/{mid}` answer 200 whether or
+//!   not the member exists; the PUT stores any role id, and a member whose
+//!   role names no role drops out of lists and lookups (Harbor joins the
+//!   role table) while still counted.
+//! - Adding a member by group name: Harbor looks up a `user_group` row with
+//!   that exact name *and* type; when there is one, the member names it.
+//!   Otherwise the current authenticator searches and onboards the group:
+//!   in `oidc_auth` it always onboards (or finds) an **OIDC group, type 3**,
+//!   whatever `group_type` was sent (Otomi's operator sends 2, the doctor
+//!   3: both end up on the same group); `http_auth` with skip-search makes
+//!   an HTTP group (2), without it the search fails with a bare 500, as
+//!   does LDAP for a name that is not a DN; database authentication cannot
+//!   search groups and answers 404 `<name> not found`. Harbor never checks
+//!   `group_type`. A duplicate member is refused (409) before the role is
+//!   checked (400), and the group is onboarded before either.
+//! - At an OIDC login Harbor puts the user in the OIDC groups (type 3) named
+//!   by the token's groups claim; a member naming an HTTP or LDAP group of
+//!   the same name grants them nothing. The token service follows that.
+//! - `GET /usergroups/{id}` leaves the id out of its answer.
 
 mod api;
 mod auth;
 mod faults;
 mod model;
 pub mod prism;
+mod projects;
 mod registry;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +102,10 @@ use crate::tls::{self, ServerHandle, TestPki};
 
 pub use crate::gate::Gate;
 pub use faults::Fault;
-pub use model::{Member, OidcUser, Project, Robot, RobotAccess, RobotPermission};
+pub use model::{
+    Member, OidcUser, Project, Robot, RobotAccess, RobotPermission, UserGroup, HTTP_GROUP,
+    LDAP_GROUP, OIDC_GROUP,
+};
 pub use prism::HarborEndpoint;
 
 /// OIDC settings as Harbor's configuration names them.
@@ -294,9 +364,12 @@ impl HarborSim {
 
     /// Adds a group (group_type 1 LDAP, 2 HTTP, 3 OIDC) to a project with a
     /// role (1 projectAdmin, 2 developer, 3 guest, 4 maintainer, 5 limitedGuest).
+    /// The group row is made with exactly this type, whatever the auth mode:
+    /// seeding can plant what `POST /members` in OIDC mode never makes (an
+    /// HTTP group), as an earlier auth mode or `POST /usergroups` would.
     pub fn add_group_member(&self, project: &str, group: &str, group_type: i64, role_id: i64) {
         let mut st = self.sim.state.lock();
-        let gid = st.group_id(group, group_type);
+        let gid = st.ensure_group(group, group_type);
         let mid = st.next_id();
         let pid = st
             .project_id_by_name(project)
@@ -312,6 +385,42 @@ impl HarborSim {
                 entity_name: group.into(),
                 role_id,
             });
+    }
+
+    /// Adds a repository to a project, as a push would; Harbor refuses to
+    /// delete a project that has any.
+    pub fn add_repository(&self, project: &str, repository: &str) {
+        let mut st = self.sim.state.lock();
+        let pid = st
+            .project_id_by_name(project)
+            .unwrap_or_else(|| panic!("HarborSim::add_repository: no project {project}"));
+        let p = st.projects.get_mut(&pid).expect("found by name");
+        if !p.repositories.iter().any(|r| r == repository) {
+            p.repositories.push(repository.to_string());
+        }
+    }
+
+    /// Plants a `user_group` row with this name and type (as `POST
+    /// /usergroups` or an earlier auth mode would) and returns its id; the
+    /// existing one when there is one.
+    pub fn add_user_group(&self, name: &str, group_type: i64) -> i64 {
+        self.sim.state.lock().ensure_group(name, group_type)
+    }
+
+    /// The groups Harbor has onboarded (its `user_group` table).
+    pub fn user_groups(&self) -> Vec<UserGroup> {
+        self.sim.state.lock().groups.values().cloned().collect()
+    }
+
+    /// The group that a project member names, when it is a group member.
+    pub fn member_group(&self, project: &str, entity_name: &str) -> Option<UserGroup> {
+        let st = self.sim.state.lock();
+        let p = st.project_by_name(project)?;
+        let m = p
+            .members
+            .iter()
+            .find(|m| m.entity_type == "g" && m.entity_name == entity_name)?;
+        st.groups.get(&m.entity_id).cloned()
     }
 
     /// Removes a member (user or group) by name; true when one was removed.
@@ -551,23 +660,42 @@ fn scope_has_offline_access(scope: &str) -> bool {
 }
 
 fn router(sim: Arc<Sim>) -> Router {
+    // Keep `routes::API_PATHS` in step: requests it does not list as served
+    // never reach these routes.
     Router::new()
         .route("/api/v2.0/ping", get(api::ping))
         .route("/api/v2.0/health", get(api::health))
         .route("/api/v2.0/systeminfo", get(api::systeminfo))
         .route(
             "/api/v2.0/projects",
-            get(api::list_projects)
-                .head(api::head_project)
-                .post(api::create_project),
+            get(projects::list_projects)
+                .head(projects::head_project)
+                .post(projects::create_project),
         )
         .route(
             "/api/v2.0/projects/{project_name_or_id}",
-            get(api::get_project),
+            get(projects::get_project)
+                .put(projects::update_project)
+                .delete(projects::delete_project),
+        )
+        .route(
+            "/api/v2.0/projects/{project_name_or_id}/_deletable",
+            get(projects::project_deletable),
         )
         .route(
             "/api/v2.0/projects/{project_name_or_id}/members",
-            get(api::list_members).post(api::create_member),
+            get(projects::list_members).post(projects::create_member),
+        )
+        .route(
+            "/api/v2.0/projects/{project_name_or_id}/members/{mid}",
+            get(projects::get_member)
+                .put(projects::update_member)
+                .delete(projects::delete_member),
+        )
+        .route("/api/v2.0/usergroups", get(projects::list_usergroups))
+        .route(
+            "/api/v2.0/usergroups/{group_id}",
+            get(projects::get_usergroup),
         )
         .route(
             "/api/v2.0/robots",
@@ -635,7 +763,12 @@ async fn around_request(State(sim): State<Arc<Sim>>, req: Request, next: Next) -
         tokio::time::sleep(latency).await;
     }
     let mut resp = match fault {
-        None => next.run(req).await,
+        // Harbor's router answers unknown paths and methods itself, before
+        // any handler (and so before authentication).
+        None => match routes::refuse(&method, &path) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        },
         Some(fault) => {
             if fault.after_apply {
                 let _ = next.run(req).await;

@@ -17,6 +17,11 @@ use super::HarborRequest;
 /// The user id Harbor always gives its local `admin`.
 pub const ADMIN_USER_ID: i64 = 1;
 
+/// Harbor's user group types (`user_group.group_type`).
+pub const LDAP_GROUP: i64 = 1;
+pub const HTTP_GROUP: i64 = 2;
+pub const OIDC_GROUP: i64 = 3;
+
 /// Harbor's member roles, by the ids its API uses.
 pub fn role_name(role_id: i64) -> Option<&'static str> {
     match role_id {
@@ -81,6 +86,39 @@ pub struct Member {
     pub role_id: i64,
 }
 
+/// A row of Harbor's `user_group` table: a group Harbor has onboarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGroup {
+    pub id: i64,
+    pub name: String,
+    /// 1 LDAP, 2 HTTP, 3 OIDC.
+    pub group_type: i64,
+    pub ldap_group_dn: String,
+}
+
+impl UserGroup {
+    pub fn to_api(&self) -> Value {
+        json!({
+            "id": self.id,
+            "group_name": self.name,
+            "group_type": self.group_type,
+            "ldap_group_dn": self.ldap_group_dn,
+        })
+    }
+}
+
+/// Why Harbor could not find or onboard the group a member request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRefusal {
+    /// 404 with this message: the authenticator has no way to find groups
+    /// (database authentication).
+    NotFound(String),
+    /// 500: the authenticator's search failed with an error Harbor does not
+    /// map to a status (HTTP auth without skip-search, LDAP with a name that
+    /// is not a DN).
+    Internal,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
     pub id: i64,
@@ -88,24 +126,39 @@ pub struct Project {
     pub public: bool,
     pub owner_id: i64,
     pub creation_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
     pub members: Vec<Member>,
+    /// Metadata other than `public` (`auto_scan`, `severity`, ...), as the
+    /// strings Harbor stores.
+    pub metadata: BTreeMap<String, String>,
+    /// Repository names, without the project. Harbor refuses to delete a
+    /// project that has any.
+    pub repositories: Vec<String>,
 }
 
 impl Project {
     pub fn to_api(&self, current_user_role: Option<i64>) -> Value {
         let created = api_time(self.creation_time);
+        let mut metadata = serde_json::Map::new();
+        for (k, v) in &self.metadata {
+            metadata.insert(k.clone(), json!(v));
+        }
+        metadata.insert(
+            "public".into(),
+            json!(if self.public { "true" } else { "false" }),
+        );
         let mut v = json!({
             "project_id": self.id,
             "owner_id": self.owner_id,
             "name": self.name,
             "registry_id": 0,
             "creation_time": created,
-            "update_time": created,
+            "update_time": api_time(self.update_time),
             "deleted": false,
             "owner_name": "admin",
             "togglable": true,
-            "repo_count": 0,
-            "metadata": {"public": if self.public { "true" } else { "false" }},
+            "repo_count": self.repositories.len(),
+            "metadata": metadata,
             "cve_allowlist": {
                 "id": self.id,
                 "project_id": self.id,
@@ -346,8 +399,8 @@ pub struct HarborState {
     pub projects: BTreeMap<i64, Project>,
     pub robots: BTreeMap<i64, Robot>,
     pub oidc_users: BTreeMap<String, OidcUser>,
-    /// OIDC/LDAP/HTTP groups Harbor has onboarded: (name, type) → id.
-    pub groups: BTreeMap<(String, i64), i64>,
+    /// The groups Harbor has onboarded (its `user_group` table), by id.
+    pub groups: BTreeMap<i64, UserGroup>,
     /// Component name → error, `None` when healthy.
     pub health: BTreeMap<String, Option<String>>,
     pub failed_logins: HashMap<String, u32>,
@@ -433,6 +486,7 @@ impl HarborState {
     pub fn create_project(&mut self, name: &str, public: bool) -> i64 {
         let id = self.next_id();
         let member_id = self.next_id();
+        let now = Utc::now();
         self.projects.insert(
             id,
             Project {
@@ -440,7 +494,10 @@ impl HarborState {
                 name: name.to_string(),
                 public,
                 owner_id: ADMIN_USER_ID,
-                creation_time: Utc::now(),
+                creation_time: now,
+                update_time: now,
+                metadata: BTreeMap::new(),
+                repositories: Vec::new(),
                 // Harbor makes the creator the project's admin.
                 members: vec![Member {
                     id: member_id,
@@ -462,26 +519,86 @@ impl HarborState {
         self.project_by_name(name).map(|p| p.id)
     }
 
-    /// Resolves the `{project_name_or_id}` path parameter the way Harbor
-    /// does: an integer is an id unless `X-Is-Resource-Name: true` says
-    /// otherwise.
-    pub fn resolve_project(&self, name_or_id: &str, is_resource_name: bool) -> Option<i64> {
-        if !is_resource_name {
-            if let Ok(id) = name_or_id.parse::<i64>() {
-                return self.projects.contains_key(&id).then_some(id);
-            }
-        }
-        self.project_id_by_name(name_or_id)
+    /// The group with this name and type, when Harbor has one.
+    pub fn find_group(&self, name: &str, group_type: i64) -> Option<i64> {
+        self.groups
+            .values()
+            .find(|g| g.name == name && g.group_type == group_type)
+            .map(|g| g.id)
     }
 
-    /// The id of a group, onboarding it the way Harbor does on first use.
-    pub fn group_id(&mut self, name: &str, group_type: i64) -> i64 {
-        if let Some(id) = self.groups.get(&(name.to_string(), group_type)) {
-            return *id;
+    /// The id of the group with this name and type, inserting the row when
+    /// there is none (Harbor's read-or-create on name and type).
+    pub fn ensure_group(&mut self, name: &str, group_type: i64) -> i64 {
+        if let Some(id) = self.find_group(name, group_type) {
+            return id;
         }
         let id = self.next_id();
-        self.groups.insert((name.to_string(), group_type), id);
+        self.groups.insert(
+            id,
+            UserGroup {
+                id,
+                name: name.to_string(),
+                group_type,
+                ldap_group_dn: String::new(),
+            },
+        );
         id
+    }
+
+    /// The group a member request names by `group_name` (or LDAP DN) and
+    /// `group_type`, found or onboarded the way Harbor's member controller
+    /// does: an existing row with that exact name and type wins, whatever
+    /// the auth mode; otherwise the current authenticator searches and
+    /// onboards it. In `oidc_auth` that always makes (or finds) an OIDC
+    /// group (type 3), whatever type was asked for; in `http_auth` with
+    /// skip-search an HTTP group (type 2).
+    pub fn member_group(&mut self, key: &str, group_type: i64) -> Result<i64, GroupRefusal> {
+        if let Some(id) = self.find_group(key, group_type) {
+            return Ok(id);
+        }
+        match self.config_str("auth_mode").as_str() {
+            "oidc_auth" => Ok(self.ensure_group(key, OIDC_GROUP)),
+            "http_auth" => {
+                let skip_search = self
+                    .config
+                    .get("http_authproxy_skip_search")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                if skip_search {
+                    Ok(self.ensure_group(key, HTTP_GROUP))
+                } else {
+                    Err(GroupRefusal::Internal)
+                }
+            }
+            "ldap_auth" => Err(GroupRefusal::Internal),
+            _ => Err(GroupRefusal::NotFound(format!("{key} not found"))),
+        }
+    }
+
+    /// The group a member request names by LDAP DN: an LDAP group with that
+    /// DN, else what the authenticator onboards for it (in OIDC mode an OIDC
+    /// group named after the DN).
+    pub fn member_ldap_group(&mut self, dn: &str) -> Result<i64, GroupRefusal> {
+        if let Some(g) = self
+            .groups
+            .values()
+            .find(|g| g.group_type == LDAP_GROUP && g.ldap_group_dn.eq_ignore_ascii_case(dn))
+        {
+            return Ok(g.id);
+        }
+        self.member_group(dn, LDAP_GROUP)
+    }
+
+    /// The username of a user id Harbor knows (admin or an OIDC user).
+    pub fn username(&self, user_id: i64) -> Option<String> {
+        if user_id == ADMIN_USER_ID {
+            return Some("admin".into());
+        }
+        self.oidc_users
+            .values()
+            .find(|u| u.user_id == user_id)
+            .map(|u| u.username.clone())
     }
 
     /// The user id for a username Harbor knows (admin or an OIDC user).
@@ -545,12 +662,19 @@ impl HarborState {
                 let Some(user) = self.oidc_users.get(name) else {
                     return Vec::new();
                 };
+                // At login Harbor onboards the token's groups as OIDC groups
+                // (type 3) and the user belongs to those ids only: a member
+                // that names an HTTP or LDAP group of the same name grants
+                // nothing.
                 let role = p
                     .members
                     .iter()
                     .filter(|m| {
                         (m.entity_type == "u" && m.entity_id == user.user_id)
-                            || (m.entity_type == "g" && user.groups.contains(&m.entity_name))
+                            || (m.entity_type == "g"
+                                && self.groups.get(&m.entity_id).is_some_and(|g| {
+                                    g.group_type == OIDC_GROUP && user.groups.contains(&g.name)
+                                }))
                     })
                     .map(|m| m.role_id)
                     .min();
@@ -597,5 +721,94 @@ mod tests {
         assert!(!is_valid_robot_secret("Abcdefgh"));
         assert!(!is_valid_robot_secret(&format!("A1{}", "a".repeat(127))));
         assert!(is_valid_robot_secret(&generate_secret()));
+    }
+
+    fn state(auth_mode: &str) -> HarborState {
+        let mut st = HarborState::new("pw".into(), "v2.11.1".into());
+        st.config.insert("auth_mode".into(), json!(auth_mode));
+        st
+    }
+
+    #[test]
+    fn oidc_mode_onboards_an_oidc_group_whatever_type_is_asked_for() {
+        let mut st = state("oidc_auth");
+        let asked_http = st.member_group("team-a", HTTP_GROUP).unwrap();
+        assert_eq!(st.groups[&asked_http].group_type, OIDC_GROUP);
+        assert_eq!(st.member_group("team-a", OIDC_GROUP).unwrap(), asked_http);
+        assert_eq!(st.member_group("team-a", 0).unwrap(), asked_http);
+        assert_eq!(st.groups.len(), 1);
+    }
+
+    #[test]
+    fn an_existing_group_of_the_asked_type_wins_over_onboarding() {
+        let mut st = state("oidc_auth");
+        let http = st.ensure_group("team-b", HTTP_GROUP);
+        assert_eq!(st.member_group("team-b", HTTP_GROUP).unwrap(), http);
+        let oidc = st.member_group("team-b", OIDC_GROUP).unwrap();
+        assert_ne!(oidc, http);
+        assert_eq!(st.groups[&oidc].group_type, OIDC_GROUP);
+    }
+
+    #[test]
+    fn other_modes_find_or_refuse_groups_as_their_authenticators_do() {
+        let mut st = state("db_auth");
+        assert_eq!(
+            st.member_group("team-a", OIDC_GROUP),
+            Err(GroupRefusal::NotFound("team-a not found".into()))
+        );
+        let mut st = state("http_auth");
+        assert_eq!(
+            st.member_group("team-a", HTTP_GROUP),
+            Err(GroupRefusal::Internal)
+        );
+        st.config
+            .insert("http_authproxy_skip_search".into(), json!(true));
+        let id = st.member_group("team-a", OIDC_GROUP).unwrap();
+        assert_eq!(st.groups[&id].group_type, HTTP_GROUP);
+        let mut st = state("ldap_auth");
+        assert_eq!(
+            st.member_group("team-a", LDAP_GROUP),
+            Err(GroupRefusal::Internal)
+        );
+        // An LDAP DN in OIDC mode becomes an OIDC group named after it.
+        let mut st = state("oidc_auth");
+        let id = st.member_ldap_group("cn=team-a,dc=example").unwrap();
+        assert_eq!(st.groups[&id].name, "cn=team-a,dc=example");
+        assert_eq!(st.groups[&id].group_type, OIDC_GROUP);
+    }
+
+    #[test]
+    fn only_oidc_group_members_grant_oidc_users_access() {
+        use super::super::auth::Principal;
+        let mut st = state("oidc_auth");
+        let oidc_project = st.create_project("team-a", false);
+        let http_project = st.create_project("team-b", false);
+        let oidc = st.ensure_group("devs", OIDC_GROUP);
+        let http = st.ensure_group("devs", HTTP_GROUP);
+        for (pid, gid) in [(oidc_project, oidc), (http_project, http)] {
+            let id = st.next_id();
+            st.projects.get_mut(&pid).unwrap().members.push(Member {
+                id,
+                entity_type: "g".into(),
+                entity_id: gid,
+                entity_name: "devs".into(),
+                role_id: 2,
+            });
+        }
+        let user_id = st.next_id();
+        st.oidc_users.insert(
+            "dev@example.com".into(),
+            OidcUser {
+                user_id,
+                username: "dev@example.com".into(),
+                cli_secret: "s".into(),
+                groups: vec!["devs".into()],
+                offline_token: true,
+                idp_session_alive: true,
+            },
+        );
+        let who = Principal::OidcUser("dev@example.com".into());
+        assert_eq!(st.registry_actions(&who, "team-a"), ["pull", "push"]);
+        assert!(st.registry_actions(&who, "team-b").is_empty());
     }
 }

@@ -34,6 +34,13 @@ const KEYCLOAK_ADMIN: &str = "admin";
 /// core Secret holds it.
 const HARBOR_ADMIN_PASSWORD: &str = "Harbor12345";
 
+/// Where Otomi (APL) runs its Harbor operator, and the ConfigMap and Secret
+/// it reads its settings from (apl-tasks, `src/operators/harbor`). The lab
+/// holds both, matching its Harbor, so the real operator can run against it.
+pub const OPERATOR_NAMESPACE: &str = "apl-harbor-operator";
+pub const OPERATOR_CONFIGMAP: &str = "apl-harbor-operator-cm";
+pub const OPERATOR_SECRET: &str = "apl-harbor-operator-secret";
+
 /// Users whose Keycloak id changed (Keycloak was redeployed): their next
 /// login fails with a 409 conflict.
 pub const STALE_USERS: [&str; 2] = ["alice", "bob"];
@@ -128,6 +135,7 @@ impl Lab {
         lab.plant_oidc_conflict(&registry, &issuer).await?;
         lab.plant_cluster(&registry)?;
         lab.plant_teams()?;
+        lab.plant_operator_settings(&issuer)?;
         lab.planted.push(
             "cli-login: Harbor's oidc_scope is \"openid\", without offline_access, so CLI \
              secrets stop working when the user's Keycloak session ends"
@@ -179,6 +187,13 @@ impl Lab {
             .close()
             .with_context(|| format!("removing the lab's directory {}", path.display()))
     }
+
+    /// Where Otomi (APL) runs its Harbor operator, and the ConfigMap and Secret
+    /// it reads its settings from (apl-tasks, `src/operators/harbor`). The lab
+    /// holds both, matching its Harbor, so the real operator can run against it.
+    pub const OPERATOR_NAMESPACE: &str = "apl-harbor-operator";
+    pub const OPERATOR_CONFIGMAP: &str = "apl-harbor-operator-cm";
+    pub const OPERATOR_SECRET: &str = "apl-harbor-operator-secret";
 
     /// Users whose Keycloak id changed since Harbor linked them, and one
     /// whose link is current. They own and belong to projects, which is
@@ -346,6 +361,58 @@ impl Lab {
              team-{TEAM_WITHOUT_PULL_SECRET}'s harbor-pullsecret Secret is missing \
              (team-{HEALTHY_TEAM} is healthy)"
         ));
+        Ok(())
+    }
+
+    /// The settings Otomi's Harbor operator reads, as Otomi's chart writes
+    /// them, with the lab's Harbor credentials and OIDC configuration: the
+    /// operator re-applies these to Harbor every cycle, so they must be the
+    /// lab's own or it would reconfigure the lab's Harbor.
+    fn plant_operator_settings(&mut self, issuer: &str) -> Result<()> {
+        let config = |key: &str| {
+            self.harbor
+                .config_value(key)
+                .ok_or_else(|| anyhow!("the lab's Harbor has no {key} configured"))
+        };
+        let text = |key: &str| -> Result<String> {
+            Ok(config(key)?.as_str().unwrap_or_default().to_string())
+        };
+        let flag = |key: &str| -> Result<String> {
+            Ok(config(key)?.as_bool().unwrap_or(false).to_string())
+        };
+        let teams = [HEALTHY_TEAM, TEAM_WITHOUT_ROBOT, TEAM_WITHOUT_PULL_SECRET];
+        self.kube.put(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": OPERATOR_CONFIGMAP, "namespace": OPERATOR_NAMESPACE},
+            "data": {
+                "harborBaseRepoUrl": self.registry_host()?,
+                "oidcAutoOnboard": flag("oidc_auto_onboard")?,
+                "oidcUserClaim": text("oidc_user_claim")?,
+                "oidcGroupsClaim": text("oidc_groups_claim")?,
+                "oidcName": text("oidc_name")?,
+                "oidcScope": text("oidc_scope")?,
+                "oidcVerifyCert": flag("oidc_verify_cert")?,
+                // Team ids; the operator works on namespaces `team-<id>`.
+                "teamNamespaces": serde_json::to_string(&teams)?,
+            }
+        }))?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secret = [
+            ("harborUser", "admin".to_string()),
+            ("harborPassword", self.harbor.admin_password()),
+            ("oidcEndpoint", issuer.to_string()),
+            ("oidcClientId", text("oidc_client_id")?),
+            ("oidcClientSecret", text("oidc_client_secret")?),
+        ];
+        let data: serde_json::Map<String, serde_json::Value> = secret
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(b64.encode(v))))
+            .collect();
+        self.kube.put(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": OPERATOR_SECRET, "namespace": OPERATOR_NAMESPACE},
+            "data": data,
+        }))?;
         Ok(())
     }
 
