@@ -23,6 +23,7 @@ use serde_json::Value;
 
 const RBAC: &str = include_str!("../deploy/rbac.yaml");
 const RBAC_OTOMI: &str = include_str!("../deploy/rbac-otomi.yaml");
+const RBAC_KEYCLOAK: &str = include_str!("../deploy/rbac-keycloak.yaml");
 const NEW_SUB: &str = "77a1c0de-0000-4000-8000-000000000001";
 
 struct Roles {
@@ -32,6 +33,8 @@ struct Roles {
     provision: Vec<PolicyRule>,
     /// deploy/rbac-otomi.yaml: bound to both accounts in Otomi's operator namespace.
     operator: Vec<PolicyRule>,
+    /// deploy/rbac-keycloak.yaml (opt-in): Keycloak's admin Secret, by name.
+    keycloak: Vec<PolicyRule>,
 }
 
 impl Roles {
@@ -47,6 +50,14 @@ impl Roles {
                 .into_iter()
                 .map(|r| r.in_namespaces(&["apl-harbor-operator"]))
                 .collect(),
+            keycloak: PolicyRule::from_role_yaml(
+                RBAC_KEYCLOAK,
+                Some("harbor-doctor-keycloak-admin-read"),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| r.in_namespaces(&["keycloak"]))
+            .collect(),
         }
     }
 
@@ -58,6 +69,7 @@ impl Roles {
             .map(|r| r.clone().in_namespaces(&["harbor"]))
             .chain(self.cluster.iter().cloned())
             .chain(self.operator.iter().cloned())
+            .chain(self.keycloak.iter().cloned())
             .collect()
     }
 }
@@ -248,10 +260,13 @@ async fn record() -> (Vec<RecordedRequest>, Vec<RecordedRequest>) {
 async fn the_roles_grant_exactly_what_the_commands_use() {
     let roles = Roles::load();
     let (diagnose, repair) = record().await;
+    // Both accounts may read Keycloak's admin Secret where
+    // deploy/rbac-keycloak.yaml is applied: diagnose and the relink use it.
     let diagnose_rules: Vec<PolicyRule> = roles
         .diagnose
         .iter()
         .chain(&roles.cluster)
+        .chain(&roles.keycloak)
         .cloned()
         .collect();
     let repair_rules: Vec<PolicyRule> = roles
@@ -259,15 +274,16 @@ async fn the_roles_grant_exactly_what_the_commands_use() {
         .iter()
         .chain(&roles.cluster)
         .chain(&roles.provision)
+        .chain(&roles.keycloak)
         .cloned()
         .collect();
     check_role(
-        "harbor-doctor-diagnose (+ cluster-read)",
+        "harbor-doctor-diagnose (+ cluster-read, keycloak-admin-read)",
         &diagnose_rules,
         &diagnose,
     );
     check_role(
-        "harbor-doctor-repair (+ cluster-read)",
+        "harbor-doctor-repair (+ cluster-read, provision, keycloak-admin-read)",
         &repair_rules,
         &repair,
     );

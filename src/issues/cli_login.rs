@@ -488,10 +488,15 @@ pub async fn diagnose(ctx: &Ctx, opts: &CheckOptions) -> Result<CheckOutcome> {
         KeycloakView::Failed(e) => out
             .notes
             .push(format!("Keycloak's lifespans could not be read: {e}")),
-        KeycloakView::NotConfigured => out.notes.push(
-            "Keycloak not configured: its lifespans were not read (give the --keycloak-* options)"
-                .into(),
-        ),
+        KeycloakView::NotConfigured => {
+            let access = ctx.keycloak_access().await;
+            let why = access
+                .missing
+                .as_ref()
+                .map_or("not configured", |m| m.why.as_str());
+            out.notes
+                .push(format!("Keycloak's lifespans were not read: {why}"))
+        }
     }
     match &ex.operator {
         OperatorView::Running(_) if ex.offline() => out.notes.push(format!(
