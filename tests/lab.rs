@@ -27,12 +27,17 @@ const LAB_ENV: &[&str] = &[
     "HARBOR_PASSWORD",
     "HARBOR_CA_CERT",
     "HARBOR_DATABASE_URL",
+    "HARBOR_DOCTOR_BACKUP_DIR",
+    "DOCKER_CONFIG",
+];
+
+/// What it must leave out: the doctor finds Keycloak through the cluster,
+/// as on a real Otomi installation.
+const NOT_IN_LAB_ENV: &[&str] = &[
     "KEYCLOAK_URL",
     "KEYCLOAK_REALM",
     "KEYCLOAK_USERNAME",
     "KEYCLOAK_PASSWORD",
-    "HARBOR_DOCTOR_BACKUP_DIR",
-    "DOCKER_CONFIG",
 ];
 
 const CHECK_IDS: &[&str] = &[
@@ -255,6 +260,12 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
             "the lab exports {var}:\n{exports}"
         );
     }
+    for var in NOT_IN_LAB_ENV {
+        assert!(
+            !env.contains_key(*var),
+            "the lab leaves {var} out:\n{exports}"
+        );
+    }
     assert!(env["HARBOR_URL"].starts_with("https://127.0.0.1:"));
     assert!(Path::new(&env["HARBOR_CA_CERT"]).is_file());
     assert!(Path::new(&env["KUBECONFIG"]).is_file());
@@ -285,12 +296,14 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     assert_eq!(subjects(&doc, "cli-login"), ["Harbor oidc_scope"]);
     assert_eq!(subjects(&doc, "teams"), ["team beta", "team gamma"]);
 
-    // With only the kubeconfig (and Harbor's CA), the doctor finds Harbor
-    // and the database through the cluster: the same findings.
-    let mut through_cluster = env.clone();
-    for var in ["HARBOR_URL", "HARBOR_PASSWORD", "HARBOR_DATABASE_URL"] {
-        through_cluster.remove(var);
-    }
+    // With only the kubeconfig (and Harbor's CA, since its certificate is
+    // the lab's own), the doctor finds Harbor, the database and Keycloak
+    // through the cluster: the same findings, the changed ids included.
+    let through_cluster: BTreeMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| ["KUBECONFIG", "HARBOR_CA_CERT"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let o = doctor_in(&through_cluster, &["diagnose", "-o", "json"]);
     assert_exit(&o, 1);
     let found = json(&o);
@@ -306,8 +319,11 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     for how in [
         "port-forward to pod harbor/harbor-database-0",
         "EXT_ENDPOINT in the core ConfigMap harbor/harbor-core",
+        "(from Harbor's oidc_endpoint)",
+        "keycloak/keycloak-initial-admin",
     ] {
-        assert!(stderr(&o).contains(how), "{how}:\n{}", stderr(&o));
+        let said = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(said.contains(how), "{how}:\n{said}");
     }
 
     // The walk: every repair the findings name, with --yes, until clean.

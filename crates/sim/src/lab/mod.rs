@@ -30,6 +30,9 @@ pub const REALM: &str = "otomi";
 /// Otomi's robot name prefix.
 const ROBOT_PREFIX: &str = "otomi-";
 const KEYCLOAK_ADMIN: &str = "admin";
+/// Where Otomi keeps Keycloak's admin login.
+pub const KEYCLOAK_NAMESPACE: &str = "keycloak";
+pub const KEYCLOAK_ADMIN_SECRET: &str = "keycloak-initial-admin";
 /// The Harbor chart's default admin password, as the simulated cluster's
 /// core Secret holds it.
 const HARBOR_ADMIN_PASSWORD: &str = "Harbor12345";
@@ -136,12 +139,13 @@ impl Lab {
         lab.plant_cluster(&registry)?;
         lab.plant_teams()?;
         lab.plant_operator_settings(&issuer)?;
+        lab.plant_keycloak_admin(&keycloak_password)?;
         lab.planted.push(
             "cli-login: Harbor's oidc_scope is \"openid\", without offline_access, so CLI \
              secrets stop working when the user's Keycloak session ends"
                 .into(),
         );
-        lab.write_files(&registry, &keycloak_password)?;
+        lab.write_files(&registry)?;
         Ok(lab)
     }
 
@@ -368,6 +372,22 @@ impl Lab {
     /// them, with the lab's Harbor credentials and OIDC configuration: the
     /// operator re-applies these to Harbor every cycle, so they must be the
     /// lab's own or it would reconfigure the lab's Harbor.
+    /// Keycloak's admin login where Otomi keeps it, so the doctor finds
+    /// Keycloak with nothing but the kubeconfig.
+    fn plant_keycloak_admin(&mut self, password: &str) -> Result<()> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.kube.put(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": KEYCLOAK_NAMESPACE},
+        }))?;
+        self.kube.put(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": KEYCLOAK_ADMIN_SECRET, "namespace": KEYCLOAK_NAMESPACE},
+            "data": {"username": b64.encode(KEYCLOAK_ADMIN), "password": b64.encode(password)},
+        }))?;
+        Ok(())
+    }
+
     fn plant_operator_settings(&mut self, issuer: &str) -> Result<()> {
         let config = |key: &str| {
             self.harbor
@@ -432,7 +452,7 @@ impl Lab {
 
     /// The kubeconfig, Harbor's CA, the backup and docker directories, and
     /// the environment naming them.
-    fn write_files(&mut self, registry: &Registry, keycloak_password: &str) -> Result<()> {
+    fn write_files(&mut self, registry: &Registry) -> Result<()> {
         let dir = self.dir.path();
         let kubeconfig = dir.join("kubeconfig");
         self.kube
@@ -456,10 +476,9 @@ impl Lab {
             ("HARBOR_PASSWORD", self.harbor.admin_password()),
             ("HARBOR_CA_CERT", path(&ca)),
             ("HARBOR_DATABASE_URL", registry.url.clone()),
-            ("KEYCLOAK_URL", self.keycloak.url()),
-            ("KEYCLOAK_REALM", REALM.into()),
-            ("KEYCLOAK_USERNAME", KEYCLOAK_ADMIN.into()),
-            ("KEYCLOAK_PASSWORD", keycloak_password.into()),
+            // No KEYCLOAK_* variables: as on a real Otomi cluster, the
+            // doctor finds Keycloak from Harbor's oidc_endpoint and its
+            // admin login in the Secret keycloak/keycloak-initial-admin.
             ("HARBOR_DOCTOR_BACKUP_DIR", path(&backups)),
             // docker-login writes here, never into the user's own
             // ~/.docker/config.json.
