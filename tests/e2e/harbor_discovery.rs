@@ -2,7 +2,6 @@
 //! Harbor's certificate), the doctor reads Harbor's external URL from the
 //! chart's core ConfigMap and the admin password from its core Secret.
 
-
 use std::time::Duration;
 
 use crate::support::*;

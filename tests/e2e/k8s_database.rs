@@ -8,9 +8,9 @@ use crate::support::k8s;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use crate::support::{assert_exit, run, stderr, stdout, Registry, ISSUER, OLD_ISSUER};
+use crate::support::*;
 use harbor_doctor_sim::k8s::{CnpgSeed, HarborSeed};
-use k8s::{json, Cluster};
+use k8s::Cluster;
 
 const NEW_SUB: &str = "5e0c1f7a-0000-4000-8000-00000000feed";
 
@@ -75,12 +75,7 @@ async fn relink_through_the_cluster(reg: &Registry, c: &Cluster, pod: &str) {
         reg.subiss_of(alice).await,
         vec![format!("{NEW_SUB}{ISSUER}")]
     );
-    for text in [stdout(&o), stderr(&o)] {
-        assert!(
-            !text.contains(&reg.db.password),
-            "the database password leaked: {text}"
-        );
-    }
+    assert_no_secret(&o, &[&reg.db.password]);
 
     let forwards: Vec<_> = c
         .sim

@@ -12,11 +12,11 @@ use crate::support::k8s;
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 
-use crate::support::{assert_exit, run, Registry, OLD_ISSUER};
+use crate::support::*;
 use harbor_doctor_sim::k8s::{
     AccessRequest, CnpgSeed, HarborSeed, MultiAttachOptions, PolicyRule, RecordedRequest,
 };
-use k8s::{json, Cluster};
+use k8s::Cluster;
 use serde_json::Value;
 
 const RBAC: &str = include_str!("../../deploy/rbac.yaml");

@@ -2,11 +2,10 @@
 //! completions, manual pages from the CLI definition, the kubectl plugin
 //! form, and the embedded runbooks.
 
-
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{assert_exit, bare_doctor, run, stderr, stdout, Registry, ISSUER};
+use crate::support::*;
 
 const SUBCOMMANDS: &[&str] = &[
     "diagnose",

@@ -2,7 +2,6 @@
 //! judges what Harbor holds for the team-* projects; provisioning refuses,
 //! because the Secrets are the point; bad team ids are refused first.
 
-
 use std::time::Duration;
 
 use crate::support::*;

@@ -5,7 +5,6 @@
 //! in a real installation.
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
@@ -101,15 +100,4 @@ impl Cluster {
             .expect("the Deployment exists")["spec"]["strategy"]
             .clone()
     }
-}
-
-/// The one JSON document a command printed.
-pub fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
 }
