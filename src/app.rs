@@ -4,12 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, FixIssue};
+use crate::cli::{Cli, Command};
 use crate::context::Ctx;
-use crate::issues::cli_login::CliLoginRepair;
-use crate::issues::multi_attach::MultiAttachRepair;
-use crate::issues::oidc_conflict::OidcConflictRepair;
-use crate::issues::registry_strategy::RegistryStrategyRepair;
 use crate::issues::teams;
 use crate::outcome::{refused, ExitCode};
 use crate::restore::RestoreRepair;
@@ -41,13 +37,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
         Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
-        Command::Fix(args) => match args.issue {
-            FixIssue::OidcConflict(a) => repair::run(&ctx, &mut OidcConflictRepair::new(a)).await,
-            FixIssue::MultiAttach => repair::run(&ctx, &mut MultiAttachRepair::new()).await,
-            FixIssue::RegistryStrategy => {
-                repair::run(&ctx, &mut RegistryStrategyRepair::new()).await
-            }
-            FixIssue::CliLogin => repair::run(&ctx, &mut CliLoginRepair::new()).await,
+        Command::Fix(args) => match &args.issue.repair {
+            Some(fix) => (fix.run)(&ctx, &args.matches).await,
+            // FixArgs accepts only issues with a repair.
+            None => Err(refused(format!("{} has no repair", args.issue.check))),
         },
         Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
         Command::Provision(args) => teams::provision(&ctx, &args).await,
@@ -65,14 +58,14 @@ fn print_runbook(id: Option<&str>) -> Result<ExitCode> {
     let mut stdout = crate::pipe::stdout();
     match id {
         None => {
-            for (id, summary, _) in runbooks::RUNBOOKS {
-                writeln!(stdout, "{id:<20} {summary}")?;
+            for runbook in runbooks::all() {
+                writeln!(stdout, "{:<20} {}", runbook.id, runbook.summary)?;
             }
         }
         Some(id) => match runbooks::find(id) {
             Some(text) => write!(stdout, "{text}")?,
             None => {
-                let ids: Vec<&str> = runbooks::RUNBOOKS.iter().map(|(id, _, _)| *id).collect();
+                let ids: Vec<&str> = runbooks::all().map(|r| r.id).collect();
                 return Err(refused(format!(
                     "no runbook {id:?}; the runbooks are: {}",
                     ids.join(", ")

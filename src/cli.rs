@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::issues::teams::model::RobotKind;
+pub use crate::issues::CheckId;
+use crate::issues::{KnownIssue, KNOWN_ISSUES};
+
 const ABOUT: &str = "Find, explain and safely repair the known failure modes of Harbor \
 registries on Kubernetes behind OIDC (Keycloak).";
 
@@ -168,39 +172,6 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
-/// The checks `diagnose` can run; their ids are also runbook ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum CheckId {
-    Connectivity,
-    OidcUsers,
-    MultiAttach,
-    RegistryStrategy,
-    CliLogin,
-    Teams,
-}
-
-impl CheckId {
-    pub const ALL: [CheckId; 6] = [
-        CheckId::Connectivity,
-        CheckId::OidcUsers,
-        CheckId::MultiAttach,
-        CheckId::RegistryStrategy,
-        CheckId::CliLogin,
-        CheckId::Teams,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckId::Connectivity => "connectivity",
-            CheckId::OidcUsers => "oidc-users",
-            CheckId::MultiAttach => "multi-attach",
-            CheckId::RegistryStrategy => "registry-strategy",
-            CheckId::CliLogin => "cli-login",
-            CheckId::Teams => "teams",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum FailOn {
     Warning,
@@ -220,22 +191,104 @@ pub struct DiagnoseArgs {
     pub fail_on: FailOn,
 }
 
-#[derive(Debug, Args)]
+/// `fix <ISSUE>`: one subcommand per known issue with a repair, named by
+/// the repair and also by its check id, derived from
+/// [`crate::issues::KNOWN_ISSUES`]. A check without a repair is accepted as
+/// a name only to say so and name its runbook (exit 2).
+#[derive(Clone)]
 pub struct FixArgs {
-    #[command(subcommand)]
-    pub issue: FixIssue,
+    pub issue: &'static KnownIssue,
+    /// The repair's own options, read by its [`crate::issues::FixCommand`].
+    pub matches: clap::ArgMatches,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum FixIssue {
-    /// Repair users who cannot log in because their OIDC subject changed (409 conflict)
-    OidcConflict(OidcConflictArgs),
-    /// Delete the stale ReplicaSet whose pod holds a ReadWriteOnce volume
-    MultiAttach,
-    /// Switch Deployments that mount ReadWriteOnce volumes to strategy Recreate
-    RegistryStrategy,
-    /// Add offline_access to Harbor's OIDC scope so CLI secrets keep working
-    CliLogin,
+impl std::fmt::Debug for FixArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixArgs")
+            .field("issue", &self.issue.check)
+            .finish_non_exhaustive()
+    }
+}
+
+impl clap::FromArgMatches for FixArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::error::ErrorKind;
+        let Some((name, sub)) = matches.subcommand() else {
+            return Err(clap::Error::raw(
+                ErrorKind::MissingSubcommand,
+                "fix needs the name of a repair",
+            ));
+        };
+        let by_name =
+            |i: &&&KnownIssue| i.check == name || i.repair.as_ref().is_some_and(|r| r.name == name);
+        let Some(issue) = KNOWN_ISSUES.iter().find(by_name).copied() else {
+            let names: Vec<String> = KNOWN_ISSUES
+                .iter()
+                .filter_map(|i| {
+                    let fix = i.repair.as_ref()?;
+                    Some(if fix.name == i.check {
+                        fix.name.to_string()
+                    } else {
+                        format!("{} (or {})", fix.name, i.check)
+                    })
+                })
+                .collect();
+            return Err(clap::Error::raw(
+                ErrorKind::InvalidSubcommand,
+                format!(
+                    "there is no repair called {name:?}; the repairs are: {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        if issue.repair.is_none() {
+            return Err(clap::Error::raw(
+                ErrorKind::InvalidSubcommand,
+                format!(
+                    "{} has no automatic repair: what it finds is put right by hand, as its runbook \
+                     says (harbor-doctor runbook {})",
+                    issue.check, issue.runbook.id
+                ),
+            ));
+        }
+        Ok(FixArgs {
+            issue,
+            matches: sub.clone(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = FixArgs::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for FixArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        // Unknown names reach from_arg_matches, which lists the valid ones.
+        let mut cmd = cmd
+            .subcommand_required(true)
+            .allow_external_subcommands(true)
+            .subcommand_value_name("ISSUE");
+        for issue in KNOWN_ISSUES {
+            cmd = cmd.subcommand(match &issue.repair {
+                Some(fix) => {
+                    let sub = (fix.options)(clap::Command::new(fix.name).about(fix.about));
+                    if fix.name == issue.check {
+                        sub
+                    } else {
+                        sub.visible_alias(issue.check)
+                    }
+                }
+                None => clap::Command::new(issue.check).hide(true),
+            });
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        FixArgs::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -280,12 +333,6 @@ pub struct ProvisionArgs {
     /// Robot lifetime in days (default: never expires)
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub robot_duration: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RobotKind {
-    Push,
-    Pull,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use crate::report::{CheckReport, CheckStatus, DiagnoseReport, Severity};
 
 pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
     let mut ids: Vec<CheckId> = if args.checks.is_empty() {
-        CheckId::ALL.to_vec()
+        CheckId::all().to_vec()
     } else {
         args.checks.clone()
     };

@@ -15,39 +15,18 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{DockerLoginArgs, RobotKind};
+use crate::cli::DockerLoginArgs;
 use crate::clients::docker_config::{self, CredentialStore, DockerConfig};
 use crate::clients::harbor::{Harbor, HarborSettings, Secret, TokenCheck};
 use crate::context::Ctx;
-use crate::issues::teams::model::{docker_auths, AuthEntry, DOCKERCONFIG_KEY};
+use crate::issues::teams::model::{docker_auths, AuthEntry, TeamId, DOCKERCONFIG_KEY};
 use crate::outcome::{refused, ExitCode};
 use crate::repair::shell_quote;
 
-/// The Secret Otomi (and `provision`) keeps a team robot's credentials in.
-pub fn secret_name(robot: RobotKind) -> &'static str {
-    match robot {
-        RobotKind::Push => "harbor-pushsecret",
-        RobotKind::Pull => "harbor-pullsecret",
-    }
-}
-
-/// The team's namespace; refuses ids that cannot name one.
+/// The team's namespace; refuses ids that cannot name one (the same rule
+/// as `provision --team`).
 pub fn team_namespace(team: &str) -> Result<String> {
-    let ns = format!("team-{team}");
-    let valid = !team.is_empty()
-        && ns.len() <= 63
-        && team
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !team.ends_with('-');
-    if valid {
-        Ok(ns)
-    } else {
-        Err(refused(format!(
-            "{team:?} is not a team id: ids are lower-case letters, digits and '-', and team-<id> must be a \
-             namespace name (at most 63 characters)"
-        )))
-    }
+    TeamId::parse(team).map(|t| t.name()).map_err(refused)
 }
 
 /// A robot's registry credentials, as read from a team's Secret.
@@ -175,7 +154,7 @@ struct LoginReport<'a> {
 /// `docker-login`.
 pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
     let namespace = team_namespace(&args.team)?;
-    let name = secret_name(args.robot);
+    let name = args.robot.secret_name();
     let shown = format!("Secret {namespace}/{name}");
     // A docker config the CLI could not read either is refused before
     // anything else happens; --print leaves it alone.
@@ -259,10 +238,7 @@ pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
             "Logged in to {} as {} (the {} robot of team {}); the credentials are in {stored_in}.",
             login.host,
             login.username,
-            match args.robot {
-                RobotKind::Push => "push",
-                RobotKind::Pull => "pull",
-            },
+            args.robot.suffix(),
             args.team
         ));
     }
@@ -359,10 +335,18 @@ mod tests {
 
     #[test]
     fn names_secrets_and_namespaces() {
-        assert_eq!(secret_name(RobotKind::Push), "harbor-pushsecret");
-        assert_eq!(secret_name(RobotKind::Pull), "harbor-pullsecret");
         assert_eq!(team_namespace("demo").unwrap(), "team-demo");
-        for bad in ["", "Demo", "a/b", "x-", "a b", &"x".repeat(59)] {
+        // The ids `provision` refuses are refused here too (a--b, -a).
+        for bad in [
+            "",
+            "Demo",
+            "a/b",
+            "x-",
+            "a b",
+            "a--b",
+            "-a",
+            &"x".repeat(59),
+        ] {
             assert!(team_namespace(bad).is_err(), "{bad:?}");
         }
     }

@@ -23,7 +23,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 use crate::clients::kube::Kube;
-use crate::clients::registry_db::{DbLogin, DbStream, DbTarget, SslMode, StreamOpener};
+use crate::clients::registry_db::{DbLogin, DbTarget, SslMode};
+use crate::clients::stream::{DbStream, StreamOpener};
 use crate::clients::NotConfigured;
 use crate::outcome::refused;
 

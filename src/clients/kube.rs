@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::clients::files;
-use crate::clients::registry_db::{DbStream, StreamOpener};
+use crate::clients::stream::{DbStream, StreamOpener};
 use crate::clients::NotConfigured;
 use crate::outcome::refused;
 

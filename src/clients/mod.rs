@@ -10,6 +10,8 @@
 //! - `files`: every file the doctor opens itself (regular, size-capped).
 //! - `kube`: the Kubernetes API; `cluster_db` finds the registry database
 //!   through it, `cluster_harbor` Harbor's URL and admin password.
+//! - `stream`: the byte streams the database protocol runs over (TCP or a
+//!   port-forward).
 
 pub mod cluster_db;
 pub mod cluster_harbor;
@@ -21,6 +23,7 @@ pub mod http;
 pub mod keycloak;
 pub mod kube;
 pub mod registry_db;
+pub mod stream;
 pub mod tls;
 
 /// The error for a system that was not configured: no option, no

@@ -21,12 +21,13 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 use crate::backup::{Backup, BackupItem};
-use crate::cli::{CheckId, DiagnoseArgs};
+use crate::cli::DiagnoseArgs;
 use crate::clients::harbor::{status_of, Harbor, Secret, TokenCheck};
 use crate::clients::is_not_configured;
 use crate::clients::keycloak::RealmSessions;
 use crate::context::Ctx;
 use crate::issues::CheckOptions;
+use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
@@ -34,6 +35,25 @@ use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
 pub const CHECK: &str = "cli-login";
 pub const RUNBOOK: &str = "cli-login";
 const REPAIR: &str = "cli-login";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "whether OIDC users' CLI secrets keep working for docker login (--user: one user's)",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary: "docker login with a CLI secret fails unless the user just used the web UI",
+        text: include_str!("../../runbooks/cli-login.md"),
+    },
+    diagnose: |ctx, opts| Box::pin(diagnose(ctx, opts)),
+    repair: Some(FixCommand {
+        name: REPAIR,
+        about: "Add offline_access to Harbor's OIDC scope so CLI secrets keep working",
+        options: no_options,
+        run: |ctx, _| {
+            Box::pin(async move { crate::repair::run(ctx, &mut CliLoginRepair::new()).await })
+        },
+    }),
+};
 const SCOPE_KEY: &str = "oidc_scope";
 const OIDC_MODE: &str = "oidc_auth";
 /// Where Otomi (APL) runs the operator that re-applies Harbor's
@@ -142,7 +162,7 @@ pub fn read_cli_secret(args: &DiagnoseArgs) -> Result<Option<Secret>> {
     let Some(user) = args.user.as_deref() else {
         return Ok(None);
     };
-    if args.checks.is_empty() || args.checks.contains(&CheckId::CliLogin) {
+    if args.checks.is_empty() || args.checks.iter().any(|c| c.is(&ISSUE)) {
         return cli_secret(user).map(Some);
     }
     Ok(None)

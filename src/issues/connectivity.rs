@@ -19,10 +19,23 @@ use k8s_openapi::api::core::v1::Namespace;
 use crate::clients::harbor::status_of;
 use crate::clients::is_not_configured;
 use crate::context::Ctx;
+use crate::issues::{KnownIssue, Runbook};
 use crate::report::{CheckOutcome, Finding, Severity};
 
 pub const CHECK: &str = "connectivity";
 pub const RUNBOOK: &str = "connectivity";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "whether Harbor, its database and Keycloak answer and accept the credentials",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary: "Harbor, its database or Keycloak unreachable, or credentials refused; check connectivity",
+        text: include_str!("../../runbooks/connectivity.md"),
+    },
+    diagnose: |ctx, _| Box::pin(diagnose(ctx)),
+    repair: None,
+};
 
 fn problem(subject: &str, summary: String) -> Finding {
     Finding::new(CHECK, Severity::Problem, subject, summary, RUNBOOK)

@@ -38,6 +38,7 @@ use crate::context::Ctx;
 use crate::issues::harbor_workloads::{
     cluster_flags, harbor_deployments, HarborDeployment, SingleNodeClaim, HARBOR_LABELS,
 };
+use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
@@ -45,6 +46,25 @@ use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
 pub const CHECK: &str = "multi-attach";
 pub const RUNBOOK: &str = "multi-attach";
 const REPAIR: &str = "multi-attach";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "Harbor pods stuck in ContainerCreating on a Multi-Attach error",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary: "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
+        text: include_str!("../../runbooks/multi-attach.md"),
+    },
+    diagnose: |ctx, _| Box::pin(diagnose(ctx)),
+    repair: Some(FixCommand {
+        name: REPAIR,
+        about: "Delete the stale ReplicaSet whose pod holds a ReadWriteOnce volume",
+        options: no_options,
+        run: |ctx, _| {
+            Box::pin(async move { crate::repair::run(ctx, &mut MultiAttachRepair::new()).await })
+        },
+    }),
+};
 const REVISION: &str = "deployment.kubernetes.io/revision";
 /// How long the attach/detach controller waits for an unresponsive node
 /// before it force-detaches (maxWaitForUnmountDuration).

@@ -23,6 +23,7 @@ use crate::backup::{Backup, BackupItem};
 use crate::clients::kube::is_denied;
 use crate::context::Ctx;
 use crate::issues::harbor_workloads::{cluster_flags, harbor_deployments, HarborDeployment};
+use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
@@ -30,6 +31,23 @@ use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
 pub const CHECK: &str = "registry-strategy";
 pub const RUNBOOK: &str = "registry-strategy";
 const REPAIR: &str = "registry-strategy";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "Deployments with ReadWriteOnce volumes that roll with RollingUpdate",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary: "Deployments with ReadWriteOnce volumes that roll with RollingUpdate instead of Recreate",
+        text: include_str!("../../runbooks/registry-strategy.md"),
+    },
+    diagnose: |ctx, _| Box::pin(diagnose(ctx)),
+    repair: Some(FixCommand {
+        name: REPAIR,
+        about: "Switch Deployments that mount ReadWriteOnce volumes to strategy Recreate",
+        options: no_options,
+        run: |ctx, _| Box::pin(async move { crate::repair::run(ctx, &mut RegistryStrategyRepair::new()).await }),
+    }),
+};
 /// The Harbor chart value that sets the strategy of its Deployments with volumes.
 pub const HELM_VALUE: &str = "updateStrategy.type";
 

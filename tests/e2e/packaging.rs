@@ -172,6 +172,55 @@ async fn as_the_plugin_its_repair_commands_start_with_kubectl() {
     );
 }
 
+/// DESIGN.md: `fix` also accepts each check id for its repair; a check
+/// without a repair and an unknown name exit 2, naming the runbook or the
+/// valid names.
+#[test]
+fn fix_accepts_check_ids_and_explains_the_names_it_refuses() {
+    // `fix oidc-users` is `fix oidc-conflict`: the same options are required.
+    let o = doctor(&["fix", "oidc-users"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--user"), "{}", stderr(&o));
+    let o = doctor(&["fix", "oidc-users", "--help"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("--strategy"), "{}", stdout(&o));
+    // `fix teams` is `provision`.
+    let o = doctor(&["fix", "teams", "--help"]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("--team") && stdout(&o).contains("--robot-duration"),
+        "{}",
+        stdout(&o)
+    );
+    // ... and runs it: without a cluster both refuse the same way.
+    let fix = doctor(&["fix", "teams", "--team", "demo", "--dry-run"]);
+    let provision = doctor(&["provision", "--team", "demo", "--dry-run"]);
+    assert_exit(&fix, 3);
+    assert_eq!(stderr(&fix), stderr(&provision));
+    let o = doctor(&["fix", "connectivity"]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("no automatic repair") && stderr(&o).contains("runbook connectivity"),
+        "{}",
+        stderr(&o)
+    );
+    let o = doctor(&["fix", "no-such-thing"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    for name in [
+        "oidc-conflict",
+        "multi-attach",
+        "registry-strategy",
+        "cli-login",
+        "teams",
+    ] {
+        assert!(err.contains(name), "names {name}: {err}");
+    }
+    // The help lists every repair, with its check-id alias.
+    let o = doctor(&["fix", "--help"]);
+    assert!(stdout(&o).contains("alias: oidc-users"), "{}", stdout(&o));
+}
+
 #[test]
 fn every_check_id_has_a_runbook_and_the_list_has_one_line_each() {
     for id in CHECK_IDS {
@@ -188,10 +237,11 @@ fn every_check_id_has_a_runbook_and_the_list_has_one_line_each() {
         .collect();
     assert_eq!(
         ids.len(),
-        harbor_doctor::runbooks::RUNBOOKS.len(),
+        harbor_doctor::runbooks::all().count(),
         "one line per runbook:\n{list}"
     );
-    for (id, summary, _) in harbor_doctor::runbooks::RUNBOOKS {
+    for runbook in harbor_doctor::runbooks::all() {
+        let (id, summary) = (runbook.id, runbook.summary);
         assert!(
             list.lines()
                 .any(|l| l.starts_with(id) && l.ends_with(summary)),
@@ -216,7 +266,8 @@ const RUNBOOK_SECTIONS: &[&str] = &[
 
 #[test]
 fn every_runbook_has_the_six_sections_in_order() {
-    for (id, _, text) in harbor_doctor::runbooks::RUNBOOKS {
+    for runbook in harbor_doctor::runbooks::all() {
+        let (id, text) = (runbook.id, runbook.text);
         let sections: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("## "))

@@ -32,6 +32,7 @@ use crate::clients::registry_db::{
     StoredConfig, Subiss,
 };
 use crate::context::Ctx;
+use crate::issues::{fix_options, FixCommand, KnownIssue, Runbook};
 use crate::outcome::refused;
 use crate::repair::{shell_quote, BackupSink, Repair, Verification};
 use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
@@ -40,6 +41,29 @@ use identity::{describe_candidates, Directory, Identity, UsernameClaim};
 pub const CHECK: &str = "oidc-users";
 pub const RUNBOOK: &str = "oidc-conflict";
 const REPAIR: &str = "oidc-conflict";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "users whose OIDC link no longer matches Keycloak (the 409 conflict at login)",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary:
+            "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
+        text: include_str!("../../../runbooks/oidc-conflict.md"),
+    },
+    diagnose: |ctx, _| Box::pin(diagnose(ctx)),
+    repair: Some(FixCommand {
+        name: REPAIR,
+        about: "Repair users who cannot log in because their OIDC subject changed (409 conflict)",
+        options: <OidcConflictArgs as clap::Args>::augment_args,
+        run: |ctx, m| {
+            Box::pin(async move {
+                let args: OidcConflictArgs = fix_options(m)?;
+                crate::repair::run(ctx, &mut OidcConflictRepair::new(args)).await
+            })
+        },
+    }),
+};
 /// The local admin account, which is never changed.
 pub const LOCAL_ADMIN_ID: i32 = 1;
 /// How much of a user-given name goes into a message.

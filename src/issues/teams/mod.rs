@@ -44,6 +44,7 @@ use crate::clients::harbor::{Harbor, TokenCheck};
 use crate::clients::is_not_configured;
 use crate::clients::kube::Kube;
 use crate::context::Ctx;
+use crate::issues::{fix_options, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::render::Output;
 use crate::repair::{BackupSink, Repair, Verification};
@@ -52,6 +53,30 @@ use crate::report::{CheckOutcome, Finding, PlanStep};
 pub const CHECK: &str = "teams";
 pub const RUNBOOK: &str = "provisioning";
 const REPAIR: &str = "provision";
+
+pub static ISSUE: KnownIssue = KnownIssue {
+    check: CHECK,
+    about: "teams whose Harbor project, members, robots, Secrets or ServiceAccount drifted",
+    runbook: Runbook {
+        id: RUNBOOK,
+        summary:
+            "teams whose project, robots, pull/push Secrets or ServiceAccount drifted; check teams",
+        text: include_str!("../../../runbooks/provisioning.md"),
+    },
+    diagnose: |ctx, _| Box::pin(diagnose(ctx)),
+    // `fix teams` is `provision`, with the same options.
+    repair: Some(FixCommand {
+        name: CHECK,
+        about: "Provision teams: the same as `provision`",
+        options: <ProvisionArgs as clap::Args>::augment_args,
+        run: |ctx, m| {
+            Box::pin(async move {
+                let args: ProvisionArgs = fix_options(m)?;
+                provision(ctx, &args).await
+            })
+        },
+    }),
+};
 /// Token requests and member listings at once during a diagnosis.
 const DIAGNOSE_CONCURRENCY: usize = 8;
 

@@ -84,9 +84,13 @@ impl std::fmt::Display for TeamId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A team's robot accounts, as Otomi names them (`team-<id>-<kind>`); also
+/// `docker-login --robot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum RobotKind {
+    /// The pull robot, whose Secret the namespace's default ServiceAccount uses
     Pull,
+    /// The push robot, for team members
     Push,
 }
 
