@@ -18,9 +18,16 @@ use harbor_doctor::cli::Cli;
 use harbor_doctor::context::Ctx;
 use harbor_doctor::issues::oidc_conflict;
 use harbor_doctor_sim::postgres::PgServer;
+use harbor_doctor_sim::registry_seed::{self as seed, NewUser, StoredCredentials};
 
 const ISSUER: &str = "https://keycloak.example.com/realms/otomi";
 const OLD_ISSUER: &str = "https://keycloak.old.example.com/realms/otomi";
+/// The diagnosis never reads a link's stored credentials: the smallest
+/// value of their shape.
+const BENCH_CREDENTIALS: StoredCredentials<'static> = StoredCredentials {
+    secret: "<enc-v1>x",
+    token: None,
+};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -40,18 +47,45 @@ async fn main() {
         .expect("database");
     let sql = db.connect().await.unwrap();
     let seeding = Instant::now();
-    sql.batch_execute(&format!(
-        "INSERT INTO properties (k, v) VALUES ('auth_mode', 'oidc_auth'), ('oidc_endpoint', '{ISSUER}');
-         INSERT INTO harbor_user (username, email, password, realname)
-           SELECT 'user' || g, 'user' || g || '@example.com', '', 'User ' || g FROM generate_series(1, {users}) g;
-         INSERT INTO oidc_user (user_id, secret, subiss)
-           SELECT u.user_id, '<enc-v1>x',
-                  md5(u.user_id::text) || CASE WHEN u.user_id % 20 = 0 THEN '{OLD_ISSUER}' ELSE '{ISSUER}' END
-           FROM harbor_user u WHERE u.username LIKE 'user%';
-         ANALYZE;"
-    ))
+    seed::set_properties(
+        &sql,
+        &[("auth_mode", "oidc_auth"), ("oidc_endpoint", ISSUER)],
+    )
     .await
     .unwrap();
+    let names: Vec<(String, String, String)> = (1..=users)
+        .map(|g| {
+            (
+                format!("user{g}"),
+                format!("user{g}@example.com"),
+                format!("User {g}"),
+            )
+        })
+        .collect();
+    let new_users: Vec<NewUser> = names
+        .iter()
+        .map(|(username, email, realname)| NewUser {
+            username,
+            email: Some(email),
+            realname,
+            sysadmin: false,
+        })
+        .collect();
+    let ids = seed::add_users(&sql, &new_users).await.unwrap();
+    // Every 20th user was linked under the old issuer: the stale ones.
+    let subs: Vec<String> = ids.iter().map(|id| format!("{id:032x}")).collect();
+    let links: Vec<(i32, &str, &str)> = ids
+        .iter()
+        .zip(&subs)
+        .map(|(id, sub)| {
+            let issuer = if id % 20 == 0 { OLD_ISSUER } else { ISSUER };
+            (*id, sub.as_str(), issuer)
+        })
+        .collect();
+    seed::link_all(&sql, &links, BENCH_CREDENTIALS)
+        .await
+        .unwrap();
+    sql.batch_execute("ANALYZE").await.unwrap();
     eprintln!(
         "seeded {users} users and links ({stale} stale) in {:?}",
         seeding.elapsed()

@@ -4,7 +4,8 @@
 //! so each gets a server here that speaks the real HTTP protocol on 127.0.0.1:
 //! the same paths, status codes, error bodies and quirks that the doctor meets
 //! in production. The registry database is not simulated: `postgres` starts a
-//! real, throwaway PostgreSQL server and lays Harbor's schema into it.
+//! real, throwaway PostgreSQL server and lays Harbor's schema into it, and
+//! `registry_seed` writes rows into it as Harbor does.
 //!
 //! `lab` wires them into one broken installation with every known issue
 //! planted, for the tests and for `harbor-doctor lab`.
@@ -18,4 +19,5 @@ pub mod k8s;
 pub mod keycloak;
 pub mod lab;
 pub mod postgres;
+pub mod registry_seed;
 pub mod tls;

@@ -126,6 +126,12 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 }
 
 static SHARED: OnceLock<PgServer> = OnceLock::new();
+
+extern "C" fn stop_shared_server() {
+    if let Some(server) = SHARED.get() {
+        server.stop_at_exit();
+    }
+}
 static CREATE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl PgServer {
@@ -137,10 +143,45 @@ impl PgServer {
                 Ok(url) if !url.is_empty() => PgServer::external(&url),
                 _ => PgServer::start(),
             };
-            server.unwrap_or_else(|e| {
+            let server = server.unwrap_or_else(|e| {
                 panic!("cannot provide a PostgreSQL server for the tests: {e:#}")
-            })
+            });
+            if server.child.is_some() {
+                // Statics are never dropped: without this the server would
+                // stop only on its parent-death signal, after the process,
+                // and leave its data directory behind.
+                unsafe { libc::atexit(stop_shared_server) };
+            }
+            server
         })
+    }
+
+    /// Fast shutdown, waited for (a bounded time, then SIGKILL), and the
+    /// data directory removed; for the end of the process, where `Drop`
+    /// does not run and the `Child` cannot be borrowed mutably.
+    fn stop_at_exit(&self) {
+        if let Some(child) = &self.child {
+            let pid = child.id() as libc::pid_t;
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                if reaped != 0 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     fn external(url: &str) -> Result<PgServer> {

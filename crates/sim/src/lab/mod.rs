@@ -21,6 +21,7 @@ use crate::harbor::{HarborOptions, HarborSim, RobotSeed};
 use crate::k8s::{HarborSeed, KubeSim, MultiAttachOptions};
 use crate::keycloak::{KeycloakSim, RealmLifespans};
 use crate::postgres::{self, PgServer, HARBOR_SCHEMA};
+use crate::registry_seed::{self as seed, NewUser, StoredCredentials};
 
 /// Harbor's namespace and Helm release in the lab, as Otomi names them.
 pub const NAMESPACE: &str = "harbor";
@@ -43,6 +44,13 @@ const HARBOR_ADMIN_PASSWORD: &str = "Harbor12345";
 pub const OPERATOR_NAMESPACE: &str = "apl-harbor-operator";
 pub const OPERATOR_CONFIGMAP: &str = "apl-harbor-operator-cm";
 pub const OPERATOR_SECRET: &str = "apl-harbor-operator-secret";
+
+/// What the lab's OIDC links hold encrypted, as Harbor stores a CLI secret
+/// and token; never read.
+const LAB_CREDENTIALS: StoredCredentials<'static> = StoredCredentials {
+    secret: "<enc-v1>bGFiLWNsaS1zZWNyZXQ=",
+    token: Some("<enc-v1>bGFiLXRva2Vu"),
+};
 
 /// Users whose Keycloak id changed (Keycloak was redeployed): their next
 /// login fails with a 409 conflict.
@@ -204,12 +212,15 @@ impl Lab {
     /// why relinking (not deleting) is the repair.
     async fn plant_oidc_conflict(&mut self, registry: &Registry, issuer: &str) -> Result<()> {
         let sql = postgres::connect(&registry.url).await?;
-        sql.execute(
-            "INSERT INTO properties (k, v) VALUES ('auth_mode', 'oidc_auth'), ('oidc_endpoint', $1),
-                    ('oidc_scope', 'openid'), ('oidc_user_claim', 'email'),
-                    ('robot_name_prefix', $2)
-             ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-            &[&issuer, &ROBOT_PREFIX],
+        seed::set_properties(
+            &sql,
+            &[
+                ("auth_mode", "oidc_auth"),
+                ("oidc_endpoint", issuer),
+                ("oidc_scope", "openid"),
+                ("oidc_user_claim", "email"),
+                ("robot_name_prefix", ROBOT_PREFIX),
+            ],
         )
         .await
         .context("writing Harbor's OIDC settings into the registry database")?;
@@ -219,36 +230,19 @@ impl Lab {
             let sub = uuid::Uuid::new_v4().to_string();
             let email = format!("{name}@example.com");
             self.keycloak.add_user(REALM, name, Some(&email), &sub);
-            let user_id: i32 = sql
-                .query_one(
-                    "INSERT INTO harbor_user (username, email, password, realname)
-                     VALUES ($1, $1, '', $2) RETURNING user_id",
-                    &[&email, name],
-                )
-                .await?
-                .get(0);
-            // What Harbor writes when it onboards an OIDC user; the CLI
-            // secret and token are stored encrypted and never read here.
-            sql.execute(
-                "INSERT INTO oidc_user (user_id, secret, subiss, token)
-                 VALUES ($1, '<enc-v1>bGFiLWNsaS1zZWNyZXQ=', $2, '<enc-v1>bGFiLXRva2Vu')",
-                &[&user_id, &format!("{sub}{issuer}")],
+            let user_id = seed::add_user(
+                &sql,
+                &NewUser {
+                    username: &email,
+                    email: Some(&email),
+                    realname: name,
+                    sysadmin: false,
+                },
             )
             .await?;
-            let project = format!("{name}-sandbox");
-            let project_id: i32 = sql
-                .query_one(
-                    "INSERT INTO project (owner_id, name) VALUES ($1, $2) RETURNING project_id",
-                    &[&user_id, &project],
-                )
-                .await?
-                .get(0);
-            sql.execute(
-                "INSERT INTO project_member (project_id, entity_id, entity_type, role)
-                 VALUES ($1, $2, 'u', 1)",
-                &[&project_id, &user_id],
-            )
-            .await?;
+            seed::link(&sql, user_id, &sub, issuer, LAB_CREDENTIALS).await?;
+            let project_id = seed::add_project(&sql, &format!("{name}-sandbox"), user_id).await?;
+            seed::add_member(&sql, project_id, user_id, seed::role::PROJECT_ADMIN).await?;
         }
         // Keycloak redeployed without its database: the stale users come
         // back with new ids, the same usernames and (verified) emails.

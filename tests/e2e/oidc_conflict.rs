@@ -1,18 +1,11 @@
 //! The OIDC conflicting-user issue end to end: the doctor binary against a
 //! real PostgreSQL holding Harbor's schema.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
-
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", stdout(o)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_change_is_found_and_relinked_then_restored() {
@@ -546,13 +539,7 @@ async fn other_findings_several_links_and_unlinked_users() {
     assert!(subjects.contains(&"user local-bot"), "{subjects:?}");
     assert_eq!(doc["checks"][0]["status"], "warning");
     // Outside OIDC mode a user without a link is normal.
-    reg.sql
-        .execute(
-            "UPDATE properties SET v = 'db_auth' WHERE k = 'auth_mode'",
-            &[],
-        )
-        .await
-        .unwrap();
+    reg.set_property("auth_mode", "db_auth").await;
     let o = run_doctor(
         &reg,
         backups.path(),

@@ -2,15 +2,12 @@
 //! the simulated Harbor (configuration, registry token service, OIDC users
 //! with CLI secrets) and the simulated Keycloak (realm lifespans).
 
-mod common;
-#[path = "common/pty.rs"]
-mod pty;
+use crate::support::pty;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborEndpoint, HarborOptions, HarborSim};
 use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
 use serde_json::{json, Value};
@@ -53,30 +50,6 @@ fn with_keycloak(mut c: assert_cmd::Command, kc: &KeycloakSim) -> assert_cmd::Co
     c
 }
 
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", stdout(o)))
-}
-
-/// The one check's report from `diagnose cli-login -o json`.
-fn check(o: &Output) -> Value {
-    let doc = json_of(o);
-    assert_eq!(doc["checks"].as_array().unwrap().len(), 1, "{doc:#}");
-    doc["checks"][0].clone()
-}
-
-#[track_caller]
-fn assert_no_secret(o: &Output, secrets: &[&str]) {
-    for s in secrets {
-        assert!(
-            !stdout(o).contains(s) && !stderr(o).contains(s),
-            "a secret leaked into the output\n--- stdout\n{}\n--- stderr\n{}",
-            stdout(o),
-            stderr(o)
-        );
-    }
-}
-
 fn token_requests_by(h: &HarborEndpoint, user: &str) -> usize {
     h.requests()
         .iter()
@@ -96,7 +69,7 @@ async fn a_scope_without_offline_access_is_a_problem_explained_by_keycloak() {
     })
     .await;
     assert_exit(&o, 1);
-    let c = check(&o);
+    let c = only_check(&o);
     assert_eq!(c["id"], "cli-login");
     assert_eq!(c["status"], "problem");
     let f = &c["findings"][0];
@@ -139,7 +112,7 @@ async fn a_scope_with_offline_access_is_healthy() {
     })
     .await;
     assert_exit(&o, 0);
-    assert_eq!(check(&o)["status"], "ok");
+    assert_eq!(only_check(&o)["status"], "ok");
     // Without Keycloak the check still runs; the table explains what it knows.
     let o = run({
         let mut c = doctor_for(&h, backups.path());
@@ -179,7 +152,7 @@ async fn database_mode_has_nothing_to_check_and_no_harbor_means_skipped() {
     })
     .await;
     assert_exit(&o, 0);
-    assert_eq!(check(&o)["status"], "ok");
+    assert_eq!(only_check(&o)["status"], "ok");
     assert_eq!(
         token_requests_by(&h, "alice"),
         0,
@@ -203,7 +176,7 @@ async fn database_mode_has_nothing_to_check_and_no_harbor_means_skipped() {
     })
     .await;
     assert_exit(&o, 3); // a check named, or every check, skipped: nothing answered
-    let c = check(&o);
+    let c = only_check(&o);
     assert_eq!(c["status"], "skipped");
     assert!(c["reason"].as_str().unwrap().contains("--harbor-url"));
     let o = run({
@@ -237,7 +210,7 @@ async fn a_working_cli_secret_is_tried_once_and_never_shown() {
     .await;
     // The secret works now; the scope is still a problem for later.
     assert_exit(&o, 1);
-    let c = check(&o);
+    let c = only_check(&o);
     let findings = c["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{c:#}");
     assert_eq!(findings[0]["subject"], "Harbor oidc_scope");
@@ -288,7 +261,7 @@ async fn a_failing_cli_secret_is_explained_then_fixed_for_good() {
     })
     .await;
     assert_exit(&o, 1);
-    let c = check(&o);
+    let c = only_check(&o);
     let user = c["findings"]
         .as_array()
         .unwrap()
@@ -313,7 +286,7 @@ async fn a_failing_cli_secret_is_explained_then_fixed_for_good() {
     })
     .await;
     assert_exit(&o, 0);
-    let doc = json_of(&o);
+    let doc = json(&o);
     assert_eq!(doc["repair"], "cli-login");
     assert_eq!(doc["applied"], true);
     assert_eq!(doc["verified"], true);
@@ -352,7 +325,7 @@ async fn a_failing_cli_secret_is_explained_then_fixed_for_good() {
     })
     .await;
     assert_exit(&o, 0);
-    assert_eq!(check(&o)["status"], "ok");
+    assert_eq!(only_check(&o)["status"], "ok");
 
     // Running the fix again has nothing to do.
     let o = run({
@@ -385,7 +358,7 @@ async fn with_offline_access_a_rejected_secret_points_at_the_secret_itself() {
     })
     .await;
     assert_exit(&o, 1);
-    let f = &check(&o)["findings"][0];
+    let f = &only_check(&o)["findings"][0];
     assert_eq!(f["subject"], "user bob");
     assert!(f["summary"]
         .as_str()
@@ -472,7 +445,7 @@ async fn the_fix_asks_first_and_restore_puts_the_scope_back() {
     })
     .await;
     assert_exit(&o, 0);
-    let doc = json_of(&o);
+    let doc = json(&o);
     assert_eq!(doc["verified"], true);
     assert_eq!(h.config_value("oidc_scope"), Some(json!("openid,email")));
     // The restore kept what it replaced, so it can be undone too.
@@ -573,7 +546,7 @@ async fn otomis_operator_means_the_scope_fix_would_not_last() {
     })
     .await;
     assert_exit(&o, 1);
-    let f = &check(&o)["findings"][0];
+    let f = &only_check(&o)["findings"][0];
     assert_eq!(f["subject"], "Harbor oidc_scope");
     assert_eq!(
         f["evidence"]["operator"],
@@ -626,7 +599,7 @@ async fn without_a_running_operator_the_fix_is_offered() {
         })
         .await;
         assert_exit(&o, 1);
-        let f = &check(&o)["findings"][0];
+        let f = &only_check(&o)["findings"][0];
         assert_eq!(f["evidence"]["operator"], "none", "{replicas:?}");
         assert_eq!(f["repair"], "harbor-doctor fix cli-login");
         kube.shutdown();
@@ -642,11 +615,8 @@ async fn the_cli_secret_can_be_typed_at_a_hidden_prompt() {
     h.add_oidc_user("alice", CLI_SECRET, &[]);
     let url = h.url();
     let shown = tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("HARBOR_URL", url)
+        let mut cmd = bare_doctor_process();
+        cmd.env("HARBOR_URL", url)
             .env("HARBOR_PASSWORD", ADMIN_PW)
             .env("NO_COLOR", "1")
             .env("TERM", "xterm")

@@ -4,17 +4,15 @@
 //! NotReady node), the registry strategy, faults, and the ways a cluster
 //! refuses (unreachable, expired token, forbidden).
 
-mod common;
-#[path = "common/k8s.rs"]
-mod k8s;
+use crate::support::{k8s, pty};
 
 use std::time::Duration;
 
-use common::{assert_exit, run, stderr, stdout};
+use crate::support::*;
 use harbor_doctor_sim::k8s::{
     Fault, HarborSeed, MultiAttachMessage, MultiAttachOptions, MultiAttachScene, PolicyRule,
 };
-use k8s::{json, Cluster};
+use k8s::Cluster;
 use serde_json::Value;
 
 fn roll(c: &Cluster, deployment: &str, opts: MultiAttachOptions) -> MultiAttachScene {
@@ -27,15 +25,6 @@ async fn diagnose(c: &Cluster, checks: &[&str]) -> std::process::Output {
     let mut cmd = c.doctor();
     cmd.arg("diagnose").args(checks).args(["-o", "json"]);
     run(cmd).await
-}
-
-fn only_check<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +60,7 @@ async fn every_event_form_is_recognised_old_and_aggregated_ones_too() {
         let o = diagnose(&c, &["multi-attach"]).await;
         assert_exit(&o, 1);
         let doc = json(&o);
-        let check = only_check(&doc, "multi-attach");
+        let check = check(&doc, "multi-attach");
         assert_eq!(check["status"], "problem");
         let findings = check["findings"].as_array().unwrap();
         assert_eq!(findings.len(), 1, "{doc:#}");
@@ -189,7 +178,7 @@ async fn a_holder_on_a_notready_node_gets_no_deletion() {
     let o = diagnose(&c, &["multi-attach"]).await;
     assert_exit(&o, 1);
     let doc = json(&o);
-    let f = &only_check(&doc, "multi-attach")["findings"][0];
+    let f = &check(&doc, "multi-attach")["findings"][0];
     assert!(f["repair"].is_null(), "{f:#}");
     let summary = f["summary"].as_str().unwrap();
     assert!(
@@ -324,7 +313,7 @@ async fn strategy_is_switched_to_recreate_and_restored() {
     let o = diagnose(&c, &["registry-strategy"]).await;
     assert_exit(&o, 1);
     let doc = json(&o);
-    let check = only_check(&doc, "registry-strategy");
+    let check = check(&doc, "registry-strategy");
     assert_eq!(check["status"], "warning");
     let findings = check["findings"].as_array().unwrap();
     let mut subjects: Vec<&str> = findings
@@ -403,7 +392,7 @@ async fn recreate_already_means_nothing_to_do() {
     let c = Cluster::with(seed).await;
     let o = diagnose(&c, &["registry-strategy"]).await;
     assert_exit(&o, 0);
-    assert_eq!(only_check(&json(&o), "registry-strategy")["status"], "ok");
+    assert_eq!(check(&json(&o), "registry-strategy")["status"], "ok");
     c.sim.clear_requests();
     let mut cmd = c.doctor();
     cmd.args(["fix", "registry-strategy"]);
@@ -443,7 +432,7 @@ async fn clusters_that_refuse_say_what_to_do() {
     cmd.args(["diagnose", "registry-strategy", "-o", "json"]);
     let o = run(cmd).await;
     assert_exit(&o, 3);
-    let reason = only_check(&json(&o), "registry-strategy")["reason"]
+    let reason = check(&json(&o), "registry-strategy")["reason"]
         .as_str()
         .unwrap()
         .to_string();
@@ -491,7 +480,7 @@ async fn clusters_that_refuse_say_what_to_do() {
     );
 
     // No cluster configured at all: the checks are skipped.
-    let mut cmd = common::bare_doctor();
+    let mut cmd = crate::support::bare_doctor();
     cmd.args([
         "diagnose",
         "multi-attach",
@@ -516,31 +505,14 @@ async fn the_wait_shows_progress_on_a_terminal() {
     let kubeconfig = c.dir.path().join("admin.yaml");
     let backups = c.backups.clone();
     let (code, shown) = tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("KUBECONFIG", kubeconfig)
+        let mut cmd = bare_doctor_process();
+        cmd.env("KUBECONFIG", kubeconfig)
             .env("HARBOR_DOCTOR_BACKUP_DIR", backups)
             .env("HARBOR_DOCTOR_TIMEOUT", "5")
             .env("NO_COLOR", "1")
             .env("TERM", "xterm")
             .args(["fix", "multi-attach"]);
-        let mut s = expectrl::Session::spawn(cmd).expect("a pseudo-terminal");
-        s.set_expect_timeout(Some(Duration::from_secs(60)));
-        let asked = s.expect("Apply these 1 change(s)?").expect("the question");
-        let mut shown = String::from_utf8_lossy(asked.before()).into_owned();
-        s.send_line("y").unwrap();
-        let rest = s.expect(expectrl::Eof).unwrap();
-        shown.push_str(&String::from_utf8_lossy(rest.before()));
-        for m in rest.matches() {
-            shown.push_str(&String::from_utf8_lossy(m));
-        }
-        let code = match s.get_process_mut().wait().unwrap() {
-            expectrl::WaitStatus::Exited(_, code) => code,
-            other => panic!("the doctor did not exit normally: {other:?}"),
-        };
-        (code, shown)
+        pty::in_terminal(cmd, &[("Apply these 1 change(s)?", "y")])
     })
     .await
     .unwrap();

@@ -1,9 +1,7 @@
 //! The OIDC conflict with Keycloak in the loop: the users who will hit the
 //! conflict are found before they log in, and `--all` relinks them all at once.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
 use serde_json::Value;
 
@@ -23,13 +21,7 @@ async fn world(users: &[&str]) -> World {
     let kc = KeycloakSim::start(KC_ADMIN, KC_PASSWORD).await.unwrap();
     kc.add_realm("otomi", RealmLifespans::otomi());
     let issuer = kc.issuer("otomi");
-    reg.sql
-        .execute(
-            "UPDATE properties SET v = $1 WHERE k = 'oidc_endpoint'",
-            &[&issuer],
-        )
-        .await
-        .unwrap();
+    reg.set_property("oidc_endpoint", &issuer).await;
     for (i, name) in users.iter().enumerate() {
         let sub = format!("00000000-0000-4000-8000-{i:012}");
         kc.add_user("otomi", name, Some(&format!("{name}@example.com")), &sub);
@@ -48,10 +40,6 @@ fn doctor_kc(w: &World) -> assert_cmd::Command {
         .env("KEYCLOAK_USERNAME", KC_ADMIN)
         .env("KEYCLOAK_PASSWORD", KC_PASSWORD);
     c
-}
-
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(o)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,14 +250,7 @@ async fn an_email_match_on_another_claim_is_weak_and_needs_new_sub() {
 /// sets it.
 async fn email_claim_world() -> World {
     let w = world(&[]).await;
-    w.reg
-        .sql
-        .execute(
-            "UPDATE properties SET v = 'email' WHERE k = 'oidc_user_claim'",
-            &[],
-        )
-        .await
-        .unwrap();
+    w.reg.set_property("oidc_user_claim", "email").await;
     w
 }
 
@@ -503,9 +484,7 @@ async fn a_redirect_never_carries_the_admin_password_elsewhere() {
         "{:?}",
         elsewhere.requests()
     );
-    for text in [stdout(&o), stderr(&o)] {
-        assert!(!text.contains(KC_PASSWORD));
-    }
+    assert_no_secret(&o, &[KC_PASSWORD]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,13 +504,7 @@ async fn wrong_keycloak_password_is_exit_3_and_never_printed() {
         "{}",
         stderr(&o)
     );
-    for text in [stdout(&o), stderr(&o)] {
-        assert!(!text.contains(canary), "the Keycloak password leaked");
-        assert!(
-            !text.contains(&w.reg.db.password),
-            "the database password leaked"
-        );
-    }
+    assert_no_secret(&o, &[canary, &w.reg.db.password]);
     // In diagnose it is an error for that check (exit 3), not a crash.
     let o = run({
         let mut c = doctor_kc(&w);
@@ -542,5 +515,5 @@ async fn wrong_keycloak_password_is_exit_3_and_never_printed() {
     .await;
     assert_exit(&o, 3);
     assert_eq!(json(&o)["checks"][0]["status"], "error");
-    assert!(!stderr(&o).contains(canary) && !stdout(&o).contains(canary));
+    assert_no_secret(&o, &[canary]);
 }

@@ -4,15 +4,13 @@
 //! tokio-postgres over it, against the simulated API server bridging to a
 //! real PostgreSQL.
 
-mod common;
-#[path = "common/k8s.rs"]
-mod k8s;
+use crate::support::k8s;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use common::{assert_exit, run, stderr, stdout, Registry, ISSUER, OLD_ISSUER};
+use crate::support::*;
 use harbor_doctor_sim::k8s::{CnpgSeed, HarborSeed};
-use k8s::{json, Cluster};
+use k8s::Cluster;
 
 const NEW_SUB: &str = "5e0c1f7a-0000-4000-8000-00000000feed";
 
@@ -81,12 +79,7 @@ async fn relink_through_the_cluster(reg: &Registry, c: &Cluster, pod: &str) {
         reg.subiss_of(alice).await,
         vec![format!("{NEW_SUB}{ISSUER}")]
     );
-    for text in [stdout(&o), stderr(&o)] {
-        assert!(
-            !text.contains(&reg.db.password),
-            "the database password leaked: {text}"
-        );
-    }
+    assert_no_secret(&o, &[&reg.db.password]);
 
     let forwards: Vec<_> = c
         .sim

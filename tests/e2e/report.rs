@@ -3,17 +3,12 @@
 //! check that runs out of time while the others report, the spinner (only
 //! on a terminal), colour (never with NO_COLOR, never when piped) and -q.
 
-mod common;
-#[path = "common/pty.rs"]
-mod pty;
+use crate::support::pty;
 
 use std::collections::BTreeSet;
-use std::process::Output;
 use std::time::Duration;
 
-use common::{
-    assert_exit, bare_doctor, bare_doctor_process, run, stderr, stdout, Registry, OLD_ISSUER,
-};
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::lab::{Lab, Postgres};
 use serde_json::Value;
@@ -27,16 +22,6 @@ const CHECK_IDS: [&str; 6] = [
     "teams",
 ];
 const ESC: &str = "\u{1b}[";
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\n--- stderr\n{}",
-            stdout(o),
-            stderr(o)
-        )
-    })
-}
 
 fn keys(v: &Value) -> BTreeSet<&str> {
     v.as_object()

@@ -3,8 +3,6 @@
 //! and stops cleanly. The walk test is the README's main job: diagnose, run
 //! every repair the findings name, until diagnose is clean.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, bare_doctor_process, stderr, stdout};
+use crate::support::*;
 use serde_json::Value;
 
 const DOCTOR: &str = env!("CARGO_BIN_EXE_harbor-doctor");
@@ -194,28 +192,9 @@ fn path_after(stderr: &str, marker: &str) -> PathBuf {
 
 /// The doctor with exactly the lab's environment.
 fn doctor_in(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let mut cmd = common::bare_doctor();
+    let mut cmd = crate::support::bare_doctor();
     cmd.envs(env).env("HARBOR_DOCTOR_TIMEOUT", "60").args(args);
     cmd.output().unwrap()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\n--- stderr\n{}",
-            stdout(o),
-            stderr(o)
-        )
-    })
-}
-
-fn check<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {doc:#}"))
 }
 
 fn subjects(doc: &Value, id: &str) -> Vec<String> {
