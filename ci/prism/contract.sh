@@ -37,12 +37,14 @@ if [[ $# -gt 0 ]]; then
     # The caller's arguments as given (they may carry --locked themselves).
     exec cargo test "$@"
 fi
-# The simulator itself, the doctor's Harbor client, and the commands whose
-# happy paths talk to Harbor. provision's fault tests break the description
-# on purpose and stay out (only its contract_ tests run here).
+# The simulator itself, then, in the doctor's end-to-end binary (one
+# module per area, selected by module path), its Harbor client and the
+# commands whose happy paths talk to Harbor. provision's fault tests break
+# the description on purpose and stay out (only its contract_ tests run here).
 cargo test --locked -p harbor-doctor-sim --test harbor_sim
-cargo test --locked --test harbor_client
-cargo test --locked --test connectivity
-cargo test --locked --test provision contract_
-cargo test --locked --test docker_login
-cargo test --locked --test cli_login
+cargo test --locked --test e2e -- \
+    harbor_client:: \
+    connectivity:: \
+    provision::contract_ \
+    docker_login:: \
+    cli_login::

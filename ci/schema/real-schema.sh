@@ -6,7 +6,7 @@
 #
 #   bash ci/schema/real-schema.sh [CARGO TEST ARGS...]
 #
-# Without arguments it runs the test binaries listed at the end; with
+# Without arguments it runs the tests listed at the end; with
 # arguments, one `cargo test` with those. The test harness (PgServer in
 # crates/sim/src/postgres.rs) applies the migrations once per test process
 # into a template database and copies it for every test. A missing
@@ -33,33 +33,35 @@ if [[ $# -gt 0 ]]; then
     exec cargo test "$@"
 fi
 
-# The tests that run against the real schema, one `cargo test` selection a
-# line. When the test binaries are merged into one, this list becomes test
-# name filters for that binary.
+# The tests that run against the real schema: the simulator crate's own,
+# one `cargo test` a line, then areas of the doctor's end-to-end binary,
+# selected by module path in one run (one server, one template database).
 selections=(
     # The drift test: the tests' schema against the real one (with the
     # variable set it always compares), and the harness's own checks of
     # constraints and triggers.
     "-p harbor-doctor-sim --test real_schema"
     "-p harbor-doctor-sim --test postgres_harness"
+)
+e2e_areas=(
     # The OIDC diagnosis, every strategy (relink, soft-delete, delete),
     # --all, and restore, with their refusals.
-    "--test oidc_conflict"
+    oidc_conflict::
     # The same repairs with the database connection paused or cut.
-    "--test oidc_faults"
+    oidc_faults::
     # Choosing the Keycloak user for a relink.
-    "--test oidc_keycloak"
+    oidc_keycloak::
     # Repairs through the cluster: port-forward and CloudNativePG primary.
-    "--test k8s_database"
+    k8s_database::
     # The confirmation prompt before a relink.
-    "--test confirm_pty"
+    confirm_pty::
     # The OIDC diagnosis inside the full report, and the repair commands run
     # with only their RBAC roles or as the kubectl plugin.
-    "--test report"
-    "--test k8s_rbac"
-    "--test packaging"
+    report::
+    k8s_rbac::
+    packaging::
     # The database reachability check.
-    "--test connectivity"
+    connectivity::
     # Left out, as they never reach a database the harness builds: cli_login
     # (its "database mode" is Harbor's auth_mode, read through Harbor's API)
     # and lab (the lab binary lays its own schema in its own server).
@@ -69,3 +71,5 @@ for selection in "${selections[@]}"; do
     # shellcheck disable=SC2086 # each selection is several arguments
     cargo test --locked $selection
 done
+echo "real-schema stage: cargo test --test e2e -- ${e2e_areas[*]}" >&2
+cargo test --locked --test e2e -- "${e2e_areas[@]}"

@@ -2,11 +2,10 @@
 //! judges what Harbor holds for the team-* projects; provisioning refuses,
 //! because the Secrets are the point; bad team ids are refused first.
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim, RobotSeed};
 use serde_json::Value;
 

@@ -3,7 +3,6 @@
 //! and stops cleanly. The walk test is the README's main job: diagnose, run
 //! every repair the findings name, until diagnose is clean.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, bare_doctor_process, stderr, stdout};
+use crate::support::{assert_exit, bare_doctor_process, stderr, stdout};
 use serde_json::Value;
 
 const DOCTOR: &str = env!("CARGO_BIN_EXE_harbor-doctor");
@@ -189,7 +188,7 @@ fn path_after(stderr: &str, marker: &str) -> PathBuf {
 
 /// The doctor with exactly the lab's environment.
 fn doctor_in(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let mut cmd = common::bare_doctor();
+    let mut cmd = crate::support::bare_doctor();
     cmd.envs(env).env("HARBOR_DOCTOR_TIMEOUT", "60").args(args);
     cmd.output().unwrap()
 }

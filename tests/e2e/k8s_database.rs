@@ -4,13 +4,11 @@
 //! tokio-postgres over it, against the simulated API server bridging to a
 //! real PostgreSQL.
 
-mod common;
-#[path = "common/k8s.rs"]
-mod k8s;
+use crate::support::k8s;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use common::{assert_exit, run, stderr, stdout, Registry, ISSUER, OLD_ISSUER};
+use crate::support::{assert_exit, run, stderr, stdout, Registry, ISSUER, OLD_ISSUER};
 use harbor_doctor_sim::k8s::{CnpgSeed, HarborSeed};
 use k8s::{json, Cluster};
 

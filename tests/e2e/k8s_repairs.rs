@@ -4,13 +4,11 @@
 //! NotReady node), the registry strategy, faults, and the ways a cluster
 //! refuses (unreachable, expired token, forbidden).
 
-mod common;
-#[path = "common/k8s.rs"]
-mod k8s;
+use crate::support::k8s;
 
 use std::time::Duration;
 
-use common::{assert_exit, run, stderr, stdout};
+use crate::support::{assert_exit, run, stderr, stdout};
 use harbor_doctor_sim::k8s::{
     Fault, HarborSeed, MultiAttachMessage, MultiAttachOptions, MultiAttachScene, PolicyRule,
 };
@@ -491,7 +489,7 @@ async fn clusters_that_refuse_say_what_to_do() {
     );
 
     // No cluster configured at all: the checks are skipped.
-    let mut cmd = common::bare_doctor();
+    let mut cmd = crate::support::bare_doctor();
     cmd.args([
         "diagnose",
         "multi-attach",

@@ -5,11 +5,9 @@
 //! description; the fault tests break that description on purpose and
 //! never go through Prism.
 
-mod common;
-#[path = "common/teams.rs"]
-mod install;
+use crate::support::teams as install;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::Fault;
 use install::*;
 use serde_json::{json, Value};

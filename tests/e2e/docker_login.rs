@@ -3,7 +3,6 @@
 //! request to the simulated Harbor, and the docker CLI's config file or
 //! credential helpers (fake helper programs: small shell scripts on PATH).
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborEndpoint, HarborOptions, HarborSim, RobotSeed};
 use harbor_doctor_sim::k8s::{KubeSim, PolicyRule};
 use serde_json::{json, Value};

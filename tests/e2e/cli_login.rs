@@ -2,15 +2,13 @@
 //! the simulated Harbor (configuration, registry token service, OIDC users
 //! with CLI secrets) and the simulated Keycloak (realm lifespans).
 
-mod common;
-#[path = "common/pty.rs"]
-mod pty;
+use crate::support::pty;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborEndpoint, HarborOptions, HarborSim};
 use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
 use serde_json::{json, Value};

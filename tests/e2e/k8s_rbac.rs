@@ -7,22 +7,20 @@
 //! commands again with tokens that hold only the roles, as the in-cluster
 //! Job and a repair account would.
 
-mod common;
-#[path = "common/k8s.rs"]
-mod k8s;
+use crate::support::k8s;
 
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 
-use common::{assert_exit, run, Registry, OLD_ISSUER};
+use crate::support::{assert_exit, run, Registry, OLD_ISSUER};
 use harbor_doctor_sim::k8s::{
     AccessRequest, CnpgSeed, HarborSeed, MultiAttachOptions, PolicyRule, RecordedRequest,
 };
 use k8s::{json, Cluster};
 use serde_json::Value;
 
-const RBAC: &str = include_str!("../deploy/rbac.yaml");
-const RBAC_OTOMI: &str = include_str!("../deploy/rbac-otomi.yaml");
+const RBAC: &str = include_str!("../../deploy/rbac.yaml");
+const RBAC_OTOMI: &str = include_str!("../../deploy/rbac-otomi.yaml");
 const NEW_SUB: &str = "77a1c0de-0000-4000-8000-000000000001";
 
 struct Roles {
@@ -344,10 +342,10 @@ fn the_job_and_cronjob_run_diagnose_with_the_diagnose_account() {
         .expect("a RoleBinding of harbor-doctor-diagnose");
     let account = bound_to_diagnose["subjects"][0]["name"].as_str().unwrap();
     for (file, text) in [
-        ("deploy/job.yaml", include_str!("../deploy/job.yaml")),
+        ("deploy/job.yaml", include_str!("../../deploy/job.yaml")),
         (
             "deploy/cronjob.yaml",
-            include_str!("../deploy/cronjob.yaml"),
+            include_str!("../../deploy/cronjob.yaml"),
         ),
     ] {
         let doc: Value = serde_yaml::from_str(text).unwrap();

@@ -2,12 +2,11 @@
 //! completions, manual pages from the CLI definition, the kubectl plugin
 //! form, and the embedded runbooks.
 
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{assert_exit, bare_doctor, run, stderr, stdout, Registry, ISSUER};
+use crate::support::{assert_exit, bare_doctor, run, stderr, stdout, Registry, ISSUER};
 
 const SUBCOMMANDS: &[&str] = &[
     "diagnose",

@@ -1,11 +1,10 @@
 //! `diagnose connectivity` end to end: the doctor binary against the
 //! simulated Harbor and Keycloak and a real PostgreSQL.
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
 use serde_json::Value;

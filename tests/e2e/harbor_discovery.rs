@@ -2,11 +2,10 @@
 //! Harbor's certificate), the doctor reads Harbor's external URL from the
 //! chart's core ConfigMap and the admin password from its core Secret.
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::k8s::{HarborSeed, KubeSim};
 

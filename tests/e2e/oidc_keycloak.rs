@@ -1,9 +1,8 @@
 //! The OIDC conflict with Keycloak in the loop: the users who will hit the
 //! conflict are found before they log in, and `--all` relinks them all at once.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::keycloak::{KeycloakSim, RealmLifespans};
 use serde_json::Value;
 

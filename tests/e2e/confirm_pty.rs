@@ -1,12 +1,10 @@
 //! The confirmation prompt, answered for real in a pseudo-terminal.
 
-mod common;
-#[path = "common/pty.rs"]
-mod pty;
+use crate::support::pty;
 
 use std::path::PathBuf;
 
-use common::*;
+use crate::support::*;
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";
 

@@ -139,7 +139,7 @@ impl Install {
 
     /// The doctor pointed at this installation.
     pub fn doctor(&self) -> assert_cmd::Command {
-        let mut c = crate::common::bare_doctor();
+        let mut c = crate::support::bare_doctor();
         c.env("HARBOR_URL", self.harbor.url())
             .env("HARBOR_PASSWORD", HARBOR_PW)
             .env("KUBECONFIG", &self.kubeconfig)

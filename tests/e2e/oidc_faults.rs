@@ -2,11 +2,10 @@
 //! exit code from DESIGN.md, and no change (or, for a COMMIT whose answer
 //! never came, an honest "unknown" and the backup kept).
 
-mod common;
 
 use std::net::SocketAddr;
 
-use common::*;
+use crate::support::*;
 use harbor_doctor_sim::faults::{CutProxy, PauseProxy};
 
 const NEW_SUB: &str = "9b1d2c3e-0000-4000-8000-00000000abcd";

@@ -3,15 +3,13 @@
 //! check that runs out of time while the others report, the spinner (only
 //! on a terminal), colour (never with NO_COLOR, never when piped) and -q.
 
-mod common;
-#[path = "common/pty.rs"]
-mod pty;
+use crate::support::pty;
 
 use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{
+use crate::support::{
     assert_exit, bare_doctor, bare_doctor_process, run, stderr, stdout, Registry, OLD_ISSUER,
 };
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};

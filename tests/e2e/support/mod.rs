@@ -2,8 +2,6 @@
 //! database per test (real PostgreSQL), seeding helpers in Harbor's own
 //! terms, and the doctor binary with a clean environment.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::Output;
 
@@ -231,3 +229,7 @@ pub async fn run_doctor(registry: &Registry, backups: &Path, args: &[&str]) -> O
     cmd.args(args);
     run(cmd).await
 }
+
+pub mod k8s;
+pub mod pty;
+pub mod teams;

@@ -1,9 +1,8 @@
 //! The OIDC conflicting-user issue end to end: the doctor binary against a
 //! real PostgreSQL holding Harbor's schema.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 

@@ -4,8 +4,6 @@
 //! Harbor, so that the doctor finds Harbor through the cluster as it does
 //! in a real installation.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
@@ -13,12 +11,13 @@ use std::time::Duration;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::k8s::{HarborSeed, KubeSim, PolicyRule, RecordedRequest, Timing};
 
-use crate::common::bare_doctor;
+use crate::support::bare_doctor;
 
 pub struct Cluster {
     pub sim: KubeSim,
-    /// The release's Harbor (HTTPS; its CA is given as HARBOR_CA_CERT).
-    pub harbor: HarborSim,
+    /// The release's Harbor (HTTPS; its CA is given as HARBOR_CA_CERT),
+    /// serving for as long as the cluster lives.
+    _harbor: HarborSim,
     pub dir: tempfile::TempDir,
     pub backups: PathBuf,
 }
@@ -54,7 +53,7 @@ impl Cluster {
         .unwrap();
         Cluster {
             sim,
-            harbor,
+            _harbor: harbor,
             dir,
             backups,
         }
