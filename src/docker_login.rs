@@ -394,7 +394,13 @@ mod tests {
             "b.example.com": {"username": "u2", "password": "p2"},
         }})
         .to_string();
-        let login = robot_login_from(data.as_bytes(), ".dockerconfigjson", "s", Some("b.example.com")).unwrap();
+        let login = robot_login_from(
+            data.as_bytes(),
+            ".dockerconfigjson",
+            "s",
+            Some("b.example.com"),
+        )
+        .unwrap();
         assert_eq!(login.username, "u2");
         let err = robot_login_from(data.as_bytes(), ".dockerconfigjson", "s", None).unwrap_err();
         assert!(format!("{err:#}").contains("a.example.com, b.example.com"));
@@ -409,8 +415,13 @@ mod tests {
             json!({"auths": {"h": {"auth": b64("SECRETVALUE")}}}).to_string(),
             json!({"auths": "SECRETVALUE"}).to_string(),
         ] {
-            let err =
-                robot_login_from(data.as_bytes(), ".dockerconfigjson", "team-x/harbor-pushsecret", None).unwrap_err();
+            let err = robot_login_from(
+                data.as_bytes(),
+                ".dockerconfigjson",
+                "team-x/harbor-pushsecret",
+                None,
+            )
+            .unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("team-x/harbor-pushsecret"), "{msg}");
             assert!(!msg.contains("SECRETVALUE"), "{msg}");

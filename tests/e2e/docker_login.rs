@@ -3,14 +3,13 @@
 //! request to the simulated Harbor, and the docker CLI's config file or
 //! credential helpers (fake helper programs: small shell scripts on PATH).
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use base64::Engine;
 use crate::support::*;
+use base64::Engine;
 use harbor_doctor_sim::harbor::{HarborEndpoint, HarborOptions, HarborSim, RobotSeed};
 use harbor_doctor_sim::k8s::{KubeSim, PolicyRule};
 use serde_json::{json, Value};

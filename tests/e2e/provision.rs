@@ -825,7 +825,10 @@ fn builds_robot_works(i: &Install, team: &str) -> String {
         .harbor
         .robot(&format!("team-{team}-builds"))
         .expect("robot");
-    assert_eq!(robot.secret, password, "the Secret holds the robot's secret");
+    assert_eq!(
+        robot.secret, password,
+        "the Secret holds the robot's secret"
+    );
     assert_eq!(robot.level, "system");
     assert_eq!(robot.permissions.len(), 1);
     let mut actions: Vec<&str> = robot.permissions[0]
@@ -853,7 +856,8 @@ async fn contract_a_team_without_its_builds_robot_gets_one_where_others_have_the
     assert_eq!(summaries_of(&doc, "a"), Vec::<String>::new());
     let b = summaries_of(&doc, "b");
     assert!(
-        b.iter().any(|s| s.contains("otomi-team-b-builds is missing")),
+        b.iter()
+            .any(|s| s.contains("otomi-team-b-builds is missing")),
         "{b:#?}"
     );
     assert!(
@@ -886,7 +890,10 @@ async fn contract_a_team_without_its_builds_robot_gets_one_where_others_have_the
         .iter()
         .filter(|r| r.path == "/service/token")
         .count();
-    assert_eq!(tokens, 6, "one token request per robot, the builds robots too");
+    assert_eq!(
+        tokens, 6,
+        "one token request per robot, the builds robots too"
+    );
     let o = diagnose_teams(&i).await;
     assert_exit(&o, 0);
     i.finish().await;
@@ -925,14 +932,16 @@ async fn contract_a_builds_secret_of_the_wrong_type_or_key_is_rewritten_keeping_
     let doc = json_out(&o);
     let a = summaries_of(&doc, "a");
     assert!(
-        a.iter().any(|s| s.contains("harbor-pushsecret-builds is unusable")
-            && s.contains("its type is kubernetes.io/dockerconfigjson, not Opaque")),
+        a.iter()
+            .any(|s| s.contains("harbor-pushsecret-builds is unusable")
+                && s.contains("its type is kubernetes.io/dockerconfigjson, not Opaque")),
         "{a:#?}"
     );
     let b = summaries_of(&doc, "b");
     assert!(
-        b.iter().any(|s| s.contains("harbor-pushsecret-builds is unusable")
-            && s.contains("under .dockerconfigjson, not config.json")),
+        b.iter()
+            .any(|s| s.contains("harbor-pushsecret-builds is unusable")
+                && s.contains("under .dockerconfigjson, not config.json")),
         "{b:#?}"
     );
 
@@ -941,11 +950,17 @@ async fn contract_a_builds_secret_of_the_wrong_type_or_key_is_rewritten_keeping_
     assert_exit(&o, 0);
     let doc = json_out(&o);
     assert_eq!(doc["verified"], true);
-    assert!(doc["backup"].is_string(), "the replaced Secrets are backed up");
+    assert!(
+        doc["backup"].is_string(),
+        "the replaced Secrets are backed up"
+    );
     // The credentials in them worked, so the robots keep their secrets.
     assert_eq!(builds_robot_works(&i, "a"), builds_a.secret);
     assert_eq!(builds_robot_works(&i, "b"), builds_b.secret);
-    assert_eq!(statuses(&i, "PATCH", "/api/v2.0/robots/"), Vec::<u16>::new());
+    assert_eq!(
+        statuses(&i, "PATCH", "/api/v2.0/robots/"),
+        Vec::<u16>::new()
+    );
     // A type cannot change in place: a's was deleted and made again, b's
     // replaced.
     assert_eq!(kube_verbs(&i, "delete", "secrets"), [200]);
@@ -1063,7 +1078,10 @@ async fn contract_a_namespace_without_its_default_service_account_gets_one() {
     );
     assert_eq!(doc["plan"].as_array().unwrap().len(), 1);
     assert_eq!(kube_verbs(&i, "create", "serviceaccounts"), [201]);
-    assert_eq!(i.pull_secrets_on_default_sa("team-a"), ["harbor-pullsecret"]);
+    assert_eq!(
+        i.pull_secrets_on_default_sa("team-a"),
+        ["harbor-pullsecret"]
+    );
     rerun_all_writes_nothing(&i).await;
     i.finish().await;
 }
@@ -1073,9 +1091,7 @@ async fn a_default_service_account_made_meanwhile_is_kept_and_given_the_pull_sec
     let i = Install::new().await;
     i.otomi_team("a");
     namespace_without_default_service_account(&i.kube, "team-a");
-    let create = i
-        .kube
-        .pause("create", "serviceaccounts", Some("team-a"), 1);
+    let create = i.kube.pause("create", "serviceaccounts", Some("team-a"), 1);
     let doctor = tokio::spawn(run({
         let mut c = i.doctor();
         c.args(["provision", "--team", "a", "--yes", "-o", "json"]);
@@ -1094,7 +1110,10 @@ async fn a_default_service_account_made_meanwhile_is_kept_and_given_the_pull_sec
     assert_eq!(json_out(&o)["verified"], true);
     assert_eq!(kube_verbs(&i, "create", "serviceaccounts"), [409]);
     assert_eq!(kube_verbs(&i, "patch", "serviceaccounts"), [200]);
-    assert_eq!(i.pull_secrets_on_default_sa("team-a"), ["harbor-pullsecret"]);
+    assert_eq!(
+        i.pull_secrets_on_default_sa("team-a"),
+        ["harbor-pullsecret"]
+    );
     rerun_all_writes_nothing(&i).await;
     i.finish().await;
 }

@@ -39,8 +39,8 @@ use futures::stream::{self, StreamExt};
 
 use self::apply::{ToVerify, Writes};
 use self::cluster::ClusterState;
-use self::model::{TeamId, ADMIN_TEAM};
 use self::model::RobotKind;
+use self::model::{TeamId, ADMIN_TEAM};
 use self::plan::{BuildsUse, Credentials, HarborState, ServiceAccountStep, TeamPlan};
 use crate::backup::{Backup, BackupItem};
 use crate::cli::ProvisionArgs;

@@ -387,7 +387,11 @@ pub fn read_docker_secret(kind: RobotKind, secret: &KubeSecret, want_host: &str)
         }
         (None, None) => {
             // The keys it has instead (names only) show what was written.
-            let keys: Vec<&str> = data.into_iter().flatten().map(|(k, _)| k.as_str()).collect();
+            let keys: Vec<&str> = data
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.as_str())
+                .collect();
             misshapen.push(if keys.is_empty() {
                 format!("it has no {key} key")
             } else {
@@ -584,7 +588,10 @@ mod tests {
                 "its type is Opaque, not kubernetes.io/dockerconfigjson and it has no \
                  .dockerconfigjson key (only password)",
             ),
-            (kube_secret(Some(DOCKERCONFIG_TYPE), &[]), "no .dockerconfigjson"),
+            (
+                kube_secret(Some(DOCKERCONFIG_TYPE), &[]),
+                "no .dockerconfigjson",
+            ),
             (
                 kube_secret(Some(DOCKERCONFIG_TYPE), &[(DOCKERCONFIG_KEY, b"{not json")]),
                 "not JSON",
@@ -673,7 +680,12 @@ mod tests {
             builds_robot_team("team-ci-builds"),
             Some(TeamId::parse("ci").unwrap())
         );
-        for other in ["team-a-push", "team-builds-pull", "team--builds", "ci-builds"] {
+        for other in [
+            "team-a-push",
+            "team-builds-pull",
+            "team--builds",
+            "ci-builds",
+        ] {
             assert_eq!(builds_robot_team(other), None, "{other}");
         }
         let t = TeamId::parse("a").unwrap();

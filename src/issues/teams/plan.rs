@@ -95,7 +95,11 @@ pub fn builds_use(
     cluster: Option<&ClusterState>,
     asked: bool,
 ) -> Option<BuildsUse> {
-    if let Some(name) = harbor.robots.keys().find(|n| builds_robot_team(n).is_some()) {
+    if let Some(name) = harbor
+        .robots
+        .keys()
+        .find(|n| builds_robot_team(n).is_some())
+    {
         return Some(BuildsUse::Robot(name.clone()));
     }
     let secret = cluster.and_then(|c| {
@@ -1169,7 +1173,10 @@ mod tests {
     #[test]
     fn a_healthy_team_with_its_builds_robot_plans_nothing() {
         let (h, c) = with_builds(healthy_harbor(), healthy_cluster());
-        assert_eq!(assess(&team(), CURRENT, &h, Some(&c), &accepted(), 0), vec![]);
+        assert_eq!(
+            assess(&team(), CURRENT, &h, Some(&c), &accepted(), 0),
+            vec![]
+        );
         assert!(plan_team(&team(), CURRENT, &h, &c, &accepted(), -1, 0).is_empty());
         assert_eq!(credentials_to_test(&team(), CURRENT, &h, &c, 0).len(), 3);
         // Where build robots are not used, one that exists is left alone.
@@ -1202,9 +1209,14 @@ mod tests {
                 "team a: secret team-a/harbor-pushsecret-builds"
             ]
         );
-        assert!(steps[0].detail.contains("repository pull+push"), "{steps:?}");
         assert!(
-            steps[1].detail.starts_with("Opaque (config.json) for harbor.example.com"),
+            steps[0].detail.contains("repository pull+push"),
+            "{steps:?}"
+        );
+        assert!(
+            steps[1]
+                .detail
+                .starts_with("Opaque (config.json) for harbor.example.com"),
             "{steps:?}"
         );
     }

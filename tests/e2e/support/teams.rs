@@ -119,9 +119,11 @@ impl Install {
             "username": user, "password": password, "email": "not@val.id",
             "auth": b64.encode(format!("{user}:{password}"))}}});
         self.kube
-            .put(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            .put(
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                         "metadata": {"name": "harbor-pushsecret-builds", "namespace": ns},
-                        "data": {"config.json": b64.encode(config.to_string())}}))
+                        "data": {"config.json": b64.encode(config.to_string())}}),
+            )
             .unwrap();
     }
 
@@ -227,7 +229,10 @@ impl Install {
 pub fn namespace_without_default_service_account(kube: &KubeSim, ns: &str) {
     kube.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         .unwrap();
-    if kube.get("v1", "ServiceAccount", Some(ns), "default").is_some() {
+    if kube
+        .get("v1", "ServiceAccount", Some(ns), "default")
+        .is_some()
+    {
         kube.delete("v1", "ServiceAccount", Some(ns), "default")
             .unwrap();
     }
