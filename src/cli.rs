@@ -157,7 +157,7 @@ pub enum Command {
     Diagnose(DiagnoseArgs),
     /// Plan, confirm, apply and verify one repair
     Fix(FixArgs),
-    /// Provision teams: Harbor project, members, robots, pull and push Secrets
+    /// Provision teams: Harbor project, members, robots, their Secrets, the default ServiceAccount
     Provision(ProvisionArgs),
     /// Log the docker CLI in with a team's robot account
     DockerLogin(DockerLoginArgs),
@@ -332,6 +332,11 @@ pub struct ProvisionArgs {
     /// Robot lifetime in days (default: never expires)
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub robot_duration: Option<u32>,
+    /// Also give every team a builds robot (team-<id>-builds) and its Opaque Secret
+    /// harbor-pushsecret-builds, as current Otomi does; needed only on an installation
+    /// that has none yet (one that has any gets them without this)
+    #[arg(long)]
+    pub builds: bool,
 }
 
 #[derive(Debug, Args)]

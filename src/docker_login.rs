@@ -1,9 +1,11 @@
-//! `docker-login --team ID [--robot push|pull] [--print]`: log the docker CLI
-//! in with a team's robot account, the lasting workaround for CLI secrets
-//! that stop working (runbook cli-login).
+//! `docker-login --team ID [--robot push|pull|builds] [--print]`: log the
+//! docker CLI in with a team's robot account, the lasting workaround for CLI
+//! secrets that stop working (runbook cli-login).
 //!
 //! The robot's credentials come from the team's `harbor-pushsecret` (or
-//! `harbor-pullsecret`) in namespace `team-<id>`, read with the user's own
+//! `harbor-pullsecret`, or the builds robot's Opaque
+//! `harbor-pushsecret-builds` with its `config.json` key) in namespace
+//! `team-<id>`, read with the user's own
 //! Kubernetes credentials. They are tried once against Harbor's registry
 //! token service (a rejected login locks the name for a while, so never
 //! twice), then stored where the docker CLI looks for them (see
@@ -19,7 +21,7 @@ use crate::cli::DockerLoginArgs;
 use crate::clients::docker_config::{self, CredentialStore, DockerConfig};
 use crate::clients::harbor::{Harbor, HarborSettings, Secret, TokenCheck};
 use crate::context::Ctx;
-use crate::issues::teams::model::{docker_auths, AuthEntry, TeamId, DOCKERCONFIG_KEY};
+use crate::issues::teams::model::{docker_auths, AuthEntry, RobotKind, TeamId};
 use crate::outcome::{refused, ExitCode};
 use crate::repair::shell_quote;
 
@@ -48,17 +50,18 @@ pub fn registry_host(key: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_string()
 }
 
-/// The robot's credentials from a `.dockerconfigjson` value. With several
-/// registries in it, `prefer_host` (Harbor's host, when known) picks one.
-/// Messages name the Secret, never its contents.
+/// The robot's credentials from the docker config under `key` in its
+/// Secret. With several registries in it, `prefer_host` (Harbor's host,
+/// when known) picks one. Messages name the Secret, never its contents.
 pub fn robot_login_from(
     data: &[u8],
+    key: &str,
     secret: &str,
     prefer_host: Option<&str>,
 ) -> Result<RobotLogin> {
     let auths = docker_auths(data).map_err(|_| {
         refused(format!(
-            "{secret} does not hold a docker config ({DOCKERCONFIG_KEY} is not {{\"auths\": {{...}}}}); run \
+            "{secret} does not hold a docker config ({key} is not {{\"auths\": {{...}}}}); run \
              `harbor-doctor provision` for the team to write it again"
         ))
     })?;
@@ -106,12 +109,13 @@ pub struct KubectlTarget<'a> {
 }
 
 /// A shell command line that logs docker in with the robot: kubectl reads
-/// the Secret, jq takes the password out, docker reads it on stdin. The
-/// password is not in it.
+/// the Secret's `key`, jq takes the password out, docker reads it on stdin.
+/// The password is not in it.
 pub fn print_command(
     target: &KubectlTarget<'_>,
     namespace: &str,
     secret: &str,
+    key: &str,
     host: &str,
     username: &str,
 ) -> String {
@@ -122,10 +126,12 @@ pub fn print_command(
     if let Some(c) = target.context {
         kubectl.push(format!("--context {}", shell_quote(c)));
     }
+    // JSONPath needs the dots inside a key escaped.
     kubectl.push(format!(
-        "-n {} get secret {} -o jsonpath='{{.data.\\.dockerconfigjson}}'",
+        "-n {} get secret {} -o jsonpath='{{.data.{}}}'",
         shell_quote(namespace),
-        shell_quote(secret)
+        shell_quote(secret),
+        key.replace('.', "\\.")
     ));
     // The password, or the part of `auth` after the first colon.
     let jq = format!(
@@ -155,6 +161,7 @@ struct LoginReport<'a> {
 pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
     let namespace = team_namespace(&args.team)?;
     let name = args.robot.secret_name();
+    let key = args.robot.secret_key();
     let shown = format!("Secret {namespace}/{name}");
     // A docker config the CLI could not read either is refused before
     // anything else happens; --print leaves it alone.
@@ -163,7 +170,7 @@ pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
     } else {
         Some(DockerConfig::load(&docker_config::config_path()?)?)
     };
-    let login = read_robot_login(ctx, &namespace, name, &shown, &args.team).await?;
+    let login = read_robot_login(ctx, &namespace, args.robot, &shown, &args.team).await?;
 
     let Some(config) = config else {
         let command = print_command(
@@ -173,6 +180,7 @@ pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
             },
             &namespace,
             name,
+            key,
             &login.host,
             &login.username,
         );
@@ -258,10 +266,11 @@ pub async fn run(ctx: &Ctx, args: &DockerLoginArgs) -> Result<ExitCode> {
 async fn read_robot_login(
     ctx: &Ctx,
     namespace: &str,
-    name: &str,
+    kind: RobotKind,
     shown: &str,
     team: &str,
 ) -> Result<RobotLogin> {
+    let (name, key) = (kind.secret_name(), kind.secret_key());
     let kube = ctx.kube().await?;
     let secret: Option<k8s_openapi::api::core::v1::Secret> = kube
         .get_in(namespace, name)
@@ -282,10 +291,10 @@ async fn read_robot_login(
     let data = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(DOCKERCONFIG_KEY))
+        .and_then(|d| d.get(key))
         .ok_or_else(|| {
             refused(format!(
-                "{shown} has no {DOCKERCONFIG_KEY} key; `harbor-doctor provision --team {}` writes it again",
+                "{shown} has no {key} key; `harbor-doctor provision --team {}` writes it again",
                 shell_quote(team)
             ))
         })?;
@@ -294,7 +303,7 @@ async fn read_robot_login(
         .harbor_url
         .as_deref()
         .and_then(docker_config::host_of_url);
-    robot_login_from(&data.0, shown, harbor_host.as_deref())
+    robot_login_from(&data.0, key, shown, harbor_host.as_deref())
 }
 
 /// Tries the credentials once against Harbor's registry token service,
@@ -357,7 +366,7 @@ mod tests {
             "username": "otomi-team-demo-push", "password": "Pw1secret", "auth": b64("otomi-team-demo-push:Pw1secret")
         }}})
         .to_string();
-        let login = robot_login_from(data.as_bytes(), "s", None).unwrap();
+        let login = robot_login_from(data.as_bytes(), ".dockerconfigjson", "s", None).unwrap();
         assert_eq!(login.host, "harbor.example.com");
         assert_eq!(login.username, "otomi-team-demo-push");
         assert_eq!(login.password.expose(), "Pw1secret");
@@ -368,7 +377,7 @@ mod tests {
         let data =
             json!({"auths": {"https://harbor.example.com:8443/v2/": {"auth": b64("robot$x:a:b")}}})
                 .to_string();
-        let login = robot_login_from(data.as_bytes(), "s", None).unwrap();
+        let login = robot_login_from(data.as_bytes(), ".dockerconfigjson", "s", None).unwrap();
         assert_eq!(login.host, "harbor.example.com:8443");
         assert_eq!(login.username, "robot$x");
         assert_eq!(
@@ -385,9 +394,15 @@ mod tests {
             "b.example.com": {"username": "u2", "password": "p2"},
         }})
         .to_string();
-        let login = robot_login_from(data.as_bytes(), "s", Some("b.example.com")).unwrap();
+        let login = robot_login_from(
+            data.as_bytes(),
+            ".dockerconfigjson",
+            "s",
+            Some("b.example.com"),
+        )
+        .unwrap();
         assert_eq!(login.username, "u2");
-        let err = robot_login_from(data.as_bytes(), "s", None).unwrap_err();
+        let err = robot_login_from(data.as_bytes(), ".dockerconfigjson", "s", None).unwrap_err();
         assert!(format!("{err:#}").contains("a.example.com, b.example.com"));
     }
 
@@ -400,8 +415,13 @@ mod tests {
             json!({"auths": {"h": {"auth": b64("SECRETVALUE")}}}).to_string(),
             json!({"auths": "SECRETVALUE"}).to_string(),
         ] {
-            let err =
-                robot_login_from(data.as_bytes(), "team-x/harbor-pushsecret", None).unwrap_err();
+            let err = robot_login_from(
+                data.as_bytes(),
+                ".dockerconfigjson",
+                "team-x/harbor-pushsecret",
+                None,
+            )
+            .unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("team-x/harbor-pushsecret"), "{msg}");
             assert!(!msg.contains("SECRETVALUE"), "{msg}");
@@ -417,14 +437,32 @@ mod tests {
             },
             "team-demo",
             "harbor-pushsecret",
+            ".dockerconfigjson",
             "harbor.example.com",
             "robot$team-demo-push",
         );
         assert!(cmd.starts_with(
-            "kubectl --kubeconfig '/home/me/my config' --context prod -n team-demo get secret harbor-pushsecret"
+            "kubectl --kubeconfig '/home/me/my config' --context prod -n team-demo get secret \
+             harbor-pushsecret -o jsonpath='{.data.\\.dockerconfigjson}' | base64 -d"
         ));
         assert!(cmd.ends_with(
             "| docker login harbor.example.com --username 'robot$team-demo-push' --password-stdin"
         ));
+        // The builds Secret's key, dot escaped for JSONPath.
+        let cmd = print_command(
+            &KubectlTarget {
+                kubeconfig: None,
+                context: None,
+            },
+            "team-demo",
+            "harbor-pushsecret-builds",
+            "config.json",
+            "harbor.example.com",
+            "otomi-team-demo-builds",
+        );
+        assert!(
+            cmd.contains("get secret harbor-pushsecret-builds -o jsonpath='{.data.config\\.json}'"),
+            "{cmd}"
+        );
     }
 }

@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 
 const ROBOT_SECRET: &str = "RobotCanary7f3e91";
 const PULL_SECRET: &str = "PullCanary2b8c04";
+const BUILDS_SECRET: &str = "BuildsCanary5d1a77";
 const USER_TOKEN: &str = "alice-token";
 
-/// A team `demo` provisioned the way Otomi does it: Harbor project and
-/// robots, and the push and pull Secrets in namespace team-demo.
+/// A team `demo` provisioned the way current Otomi does it: Harbor project
+/// and robots, and the push, pull and builds Secrets in namespace team-demo.
 struct Team {
     harbor: HarborEndpoint,
     kube: KubeSim,
@@ -26,6 +27,7 @@ struct Team {
     host: String,
     push_user: String,
     pull_user: String,
+    builds_user: String,
     dir: tempfile::TempDir,
 }
 
@@ -64,8 +66,13 @@ impl Team {
             secret: Some(PULL_SECRET.into()),
             ..RobotSeed::system("team-demo-pull", "team-demo", &["pull"])
         });
+        let builds = harbor.add_robot(RobotSeed {
+            secret: Some(BUILDS_SECRET.into()),
+            ..RobotSeed::system("team-demo-builds", "team-demo", &["pull", "push"])
+        });
         let push_user = harbor.robot_login_name(&push);
         let pull_user = harbor.robot_login_name(&pull);
+        let builds_user = harbor.robot_login_name(&builds);
         let host =
             harbor_doctor::clients::docker_config::host_of_url(&harbor.external_url()).unwrap();
 
@@ -82,6 +89,20 @@ impl Team {
             }))
             .unwrap();
         }
+        // The builds robot's Secret is Opaque, its docker config (with
+        // Otomi's placeholder email) under config.json.
+        let builds_config = b64(&json!({"auths": {&host: {
+            "username": builds_user, "password": BUILDS_SECRET, "email": "not@val.id",
+            "auth": b64(&format!("{builds_user}:{BUILDS_SECRET}"))
+        }}})
+        .to_string());
+        kube.put(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "harbor-pushsecret-builds", "namespace": "team-demo"},
+            "type": "Opaque",
+            "data": {"config.json": builds_config}
+        }))
+        .unwrap();
         // A team member may read the team's Secrets, and nothing else.
         kube.add_user(
             USER_TOKEN,
@@ -97,6 +118,7 @@ impl Team {
             host,
             push_user,
             pull_user,
+            builds_user,
             dir,
         };
         team.kube
@@ -450,6 +472,26 @@ async fn the_printed_command_logs_in_without_showing_the_password() {
     );
     assert!(!team.config_path().exists(), "--print writes nothing");
 
+    let Some((password, args)) = run_printed(&team, command).await else {
+        team.finish().await;
+        return;
+    };
+    assert_eq!(password, ROBOT_SECRET);
+    assert_eq!(
+        args,
+        format!(
+            "login {} --username {} --password-stdin",
+            team.host, team.push_user
+        )
+    );
+    team.finish().await;
+}
+
+/// Runs a printed command line for real: kubectl against the simulated
+/// cluster, base64, jq, and a fake `docker` that keeps what it was given.
+/// Returns the password docker read and its arguments, or None (said on
+/// stderr) where those tools are not installed.
+async fn run_printed(team: &Team, command: String) -> Option<(String, String)> {
     let missing: Vec<&str> = ["kubectl", "jq", "base64", "sh"]
         .into_iter()
         .filter(|t| {
@@ -462,8 +504,7 @@ async fn the_printed_command_logs_in_without_showing_the_password() {
         .collect();
     if !missing.is_empty() {
         eprintln!("not running the printed command: {missing:?} not installed");
-        team.finish().await;
-        return;
+        return None;
     }
     let got = team.dir.path().join("docker-got");
     let fake_docker = team.bin().join("docker");
@@ -495,16 +536,59 @@ async fn the_printed_command_logs_in_without_showing_the_password() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), ROBOT_SECRET);
-    assert_eq!(
+    Some((
+        std::fs::read_to_string(&got).unwrap().trim().to_string(),
         std::fs::read_to_string(got.with_extension("args"))
             .unwrap()
-            .trim(),
-        format!(
-            "login {} --username {} --password-stdin",
-            team.host, team.push_user
-        )
+            .trim()
+            .to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builds_robot_logs_in_from_its_opaque_secret() {
+    let team = Team::new().await;
+    let o = run(team.doctor(&["--robot", "builds", "-o", "json", "-vvv"])).await;
+    assert_exit(&o, 0);
+    assert_no_secret(&o, &[ROBOT_SECRET, PULL_SECRET, BUILDS_SECRET]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["username"], team.builds_user);
+    let config: Value = serde_json::from_str(&team.config()).unwrap();
+    assert_eq!(
+        config["auths"][&team.host]["auth"],
+        b64(&format!("{}:{BUILDS_SECRET}", team.builds_user))
     );
+    assert_eq!(team.token_requests(&team.builds_user), 1, "tried once");
+
+    // The printed command reads config.json, not .dockerconfigjson.
+    let o = run(team.doctor(&["--robot", "builds", "--print"])).await;
+    assert_exit(&o, 0);
+    assert_no_secret(&o, &[ROBOT_SECRET, PULL_SECRET, BUILDS_SECRET]);
+    let command = stdout(&o).trim().to_string();
+    assert!(command.contains("{.data.config\\.json}"), "{command}");
+    if let Some((password, args)) = run_printed(&team, command).await {
+        assert_eq!(password, BUILDS_SECRET);
+        assert!(args.contains(&team.builds_user), "{args}");
+    }
+
+    // Written in the pull Secret's shape, it is refused, naming the key.
+    team.kube
+        .put(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "harbor-pushsecret-builds", "namespace": "team-demo"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": dockerconfigjson(&team.host, &team.builds_user, BUILDS_SECRET)}
+        }))
+        .unwrap();
+    let o = run(team.doctor(&["--robot", "builds"])).await;
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("harbor-pushsecret-builds has no config.json key")
+            && stderr(&o).contains("provision --team demo"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_secret(&o, &[ROBOT_SECRET, PULL_SECRET, BUILDS_SECRET]);
     team.finish().await;
 }
 

@@ -8,6 +8,7 @@
 //! Job and a repair account would.
 
 use crate::support::k8s;
+use crate::support::teams::namespace_without_default_service_account;
 
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
@@ -208,6 +209,9 @@ async fn broken_installation(reg: &Registry, cnpg: bool) -> Cluster {
                                 "metadata": {"name": "harbor-pullsecret", "namespace": "team-a"},
                                 "data": {".dockerconfigjson": data}}))
         .unwrap();
+    // A second team whose namespace lacks its default ServiceAccount:
+    // provisioning creates it.
+    namespace_without_default_service_account(&c.sim, "team-b");
     c
 }
 

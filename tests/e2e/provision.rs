@@ -765,3 +765,336 @@ async fn a_secret_changed_since_it_was_read_is_read_again_not_overwritten() {
     beta_credentials_work(&i).await;
     rerun_writes_nothing(&i).await;
 }
+
+// -- build robots ------------------------------------------------------------
+//
+// Current Otomi gives every team a third robot, team-<id>-builds, with an
+// Opaque Secret harbor-pushsecret-builds (key config.json); installations
+// from before it have none, and are left without unless `--builds` asks.
+
+fn kube_verbs(i: &Install, verb: &str, resource: &str) -> Vec<u16> {
+    let mut s: Vec<u16> = i
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.verb == verb && r.resource == resource)
+        .map(|r| r.status)
+        .collect();
+    s.sort();
+    s
+}
+
+fn summaries_of(doc: &Value, team: &str) -> Vec<String> {
+    doc["checks"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["subject"] == format!("team {team}"))
+        .map(|f| f["summary"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The team's builds Secret has Otomi's shape and holds the builds robot's
+/// current secret.
+fn builds_robot_works(i: &Install, team: &str) -> String {
+    let (host, user, password) = i
+        .builds_secret(&format!("team-{team}"))
+        .expect("an Opaque harbor-pushsecret-builds with config.json");
+    assert_eq!(host, HOST);
+    assert_eq!(user, format!("otomi-team-{team}-builds"));
+    let robot = i
+        .harbor
+        .robot(&format!("team-{team}-builds"))
+        .expect("robot");
+    assert_eq!(
+        robot.secret, password,
+        "the Secret holds the robot's secret"
+    );
+    assert_eq!(robot.level, "system");
+    assert_eq!(robot.permissions.len(), 1);
+    let mut actions: Vec<&str> = robot.permissions[0]
+        .access
+        .iter()
+        .map(|a| a.action.as_str())
+        .collect();
+    actions.sort();
+    assert_eq!(actions, ["pull", "push"]);
+    password
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_a_team_without_its_builds_robot_gets_one_where_others_have_theirs() {
+    let i = Install::new().await;
+    i.otomi_team("a");
+    i.otomi_builds("a");
+    // b was provisioned before Otomi had build robots.
+    i.otomi_team("b");
+
+    i.clear_requests();
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    assert_eq!(summaries_of(&doc, "a"), Vec::<String>::new());
+    let b = summaries_of(&doc, "b");
+    assert!(
+        b.iter()
+            .any(|s| s.contains("otomi-team-b-builds is missing")),
+        "{b:#?}"
+    );
+    assert!(
+        b.iter()
+            .any(|s| s.contains("team-b/harbor-pushsecret-builds is missing")),
+        "{b:#?}"
+    );
+    assert_eq!(b.len(), 2, "{b:#?}");
+
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["verified"], true);
+    assert!(
+        stderr(&o).contains("uses them (robot team-a-builds exists)"),
+        "{}",
+        stderr(&o)
+    );
+    builds_robot_works(&i, "b");
+    assert_eq!(i.harbor.robots().len(), 6, "nothing duplicated");
+
+    i.clear_requests();
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["plan"], json!([]));
+    assert_eq!(i.harbor.write_count(), 0, "{:#?}", i.harbor.requests());
+    assert_eq!(i.kube_writes(), 0);
+    let tokens = i
+        .harbor
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/service/token")
+        .count();
+    assert_eq!(
+        tokens, 6,
+        "one token request per robot, the builds robots too"
+    );
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 0);
+    i.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_a_builds_secret_of_the_wrong_type_or_key_is_rewritten_keeping_its_password() {
+    let i = Install::new().await;
+    for t in ["a", "b"] {
+        i.otomi_team(t);
+        i.otomi_builds(t);
+    }
+    // a: written like the pull Secret (kubernetes.io/dockerconfigjson).
+    let builds_a = i.harbor.robot("team-a-builds").unwrap();
+    i.put_docker_secret(
+        "team-a",
+        "harbor-pushsecret-builds",
+        HOST,
+        "otomi-team-a-builds",
+        &builds_a.secret,
+    );
+    // b: Opaque, but under .dockerconfigjson.
+    let builds_b = i.harbor.robot("team-b-builds").unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let config = json!({"auths": {HOST: {
+        "username": "otomi-team-b-builds", "password": builds_b.secret,
+        "auth": base64::Engine::encode(&b64, format!("otomi-team-b-builds:{}", builds_b.secret))}}});
+    i.kube
+        .put(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "harbor-pushsecret-builds", "namespace": "team-b"},
+                    "data": {".dockerconfigjson": base64::Engine::encode(&b64, config.to_string())}}))
+        .unwrap();
+
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    let a = summaries_of(&doc, "a");
+    assert!(
+        a.iter()
+            .any(|s| s.contains("harbor-pushsecret-builds is unusable")
+                && s.contains("its type is kubernetes.io/dockerconfigjson, not Opaque")),
+        "{a:#?}"
+    );
+    let b = summaries_of(&doc, "b");
+    assert!(
+        b.iter()
+            .any(|s| s.contains("harbor-pushsecret-builds is unusable")
+                && s.contains("under .dockerconfigjson, not config.json")),
+        "{b:#?}"
+    );
+
+    i.clear_requests();
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["verified"], true);
+    assert!(
+        doc["backup"].is_string(),
+        "the replaced Secrets are backed up"
+    );
+    // The credentials in them worked, so the robots keep their secrets.
+    assert_eq!(builds_robot_works(&i, "a"), builds_a.secret);
+    assert_eq!(builds_robot_works(&i, "b"), builds_b.secret);
+    assert_eq!(
+        statuses(&i, "PATCH", "/api/v2.0/robots/"),
+        Vec::<u16>::new()
+    );
+    // A type cannot change in place: a's was deleted and made again, b's
+    // replaced.
+    assert_eq!(kube_verbs(&i, "delete", "secrets"), [200]);
+    assert_eq!(kube_verbs(&i, "create", "secrets"), [201]);
+    assert_eq!(kube_verbs(&i, "update", "secrets"), [200]);
+
+    rerun_all_writes_nothing(&i).await;
+    i.finish().await;
+}
+
+async fn rerun_all_writes_nothing(i: &Install) {
+    i.clear_requests();
+    let o = provision(i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["plan"], json!([]));
+    assert_eq!(i.harbor.write_count(), 0, "{:#?}", i.harbor.requests());
+    assert_eq!(i.kube_writes(), 0, "{:#?}", i.kube.requests());
+    let o = diagnose_teams(i).await;
+    assert_exit(&o, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_builds_turns_build_robots_on_for_an_installation_without_them() {
+    let i = Install::new().await;
+    for t in ["a", "b", "c"] {
+        i.otomi_team(t);
+    }
+    // Without --builds, an installation that has none is left so.
+    i.clear_requests();
+    let o = provision(&i, &["--all", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["plan"], json!([]));
+    assert_eq!(i.harbor.write_count() + i.kube_writes(), 0);
+
+    let o = provision(&i, &["--all", "--builds", "--dry-run", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("has none yet; --builds turns them on for all 3 team(s)"),
+        "{err}"
+    );
+    let plan = json(&o)["plan"].as_array().unwrap().clone();
+    let targets: Vec<&str> = plan.iter().map(|s| s["target"].as_str().unwrap()).collect();
+    for t in ["a", "b", "c"] {
+        assert!(
+            targets.contains(&&*format!("team {t}: robot otomi-team-{t}-builds")),
+            "{targets:#?}"
+        );
+        assert!(
+            targets.contains(&&*format!(
+                "team {t}: secret team-{t}/harbor-pushsecret-builds"
+            )),
+            "{targets:#?}"
+        );
+    }
+    assert_eq!(plan.len(), 6, "{plan:#?}");
+    assert_eq!(i.harbor.write_count() + i.kube_writes(), 0, "a dry run");
+
+    // One team first: the others are now told to lack theirs.
+    let o = provision(&i, &["--team", "a", "--builds", "--yes"]).await;
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("2 other team(s)"), "{}", stderr(&o));
+    builds_robot_works(&i, "a");
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    for t in ["b", "c"] {
+        let s = summaries_of(&doc, t);
+        assert!(
+            s.iter()
+                .any(|s| s.contains(&format!("otomi-team-{t}-builds is missing"))),
+            "{s:#?}"
+        );
+    }
+    // From now on no --builds is needed.
+    let o = provision(&i, &["--all", "--yes"]).await;
+    assert_exit(&o, 0);
+    for t in ["b", "c"] {
+        builds_robot_works(&i, t);
+    }
+    rerun_all_writes_nothing(&i).await;
+    i.finish().await;
+}
+
+// -- the default ServiceAccount ---------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_a_namespace_without_its_default_service_account_gets_one() {
+    let i = Install::new().await;
+    i.otomi_team("a");
+    namespace_without_default_service_account(&i.kube, "team-a");
+
+    let o = diagnose_teams(&i).await;
+    assert_exit(&o, 1);
+    let doc = json(&o);
+    let findings = doc["checks"][0]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    let summary = f["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("no default ServiceAccount")
+            && summary.contains("ServiceAccount controller")
+            && summary.contains("deleted"),
+        "{summary}"
+    );
+    assert_eq!(f["repair"], "harbor-doctor provision --team a");
+
+    i.clear_requests();
+    let o = provision(&i, &["--team", "a", "--yes", "-o", "json"]).await;
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(
+        doc["plan"][0]["target"],
+        "team a: serviceaccount team-a/default"
+    );
+    assert_eq!(doc["plan"].as_array().unwrap().len(), 1);
+    assert_eq!(kube_verbs(&i, "create", "serviceaccounts"), [201]);
+    assert_eq!(
+        i.pull_secrets_on_default_sa("team-a"),
+        ["harbor-pullsecret"]
+    );
+    rerun_all_writes_nothing(&i).await;
+    i.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_service_account_made_meanwhile_is_kept_and_given_the_pull_secret() {
+    let i = Install::new().await;
+    i.otomi_team("a");
+    namespace_without_default_service_account(&i.kube, "team-a");
+    let create = i.kube.pause("create", "serviceaccounts", Some("team-a"), 1);
+    let doctor = tokio::spawn(run({
+        let mut c = i.doctor();
+        c.args(["provision", "--team", "a", "--yes", "-o", "json"]);
+        c
+    }));
+    step("the doctor creates the ServiceAccount", create.arrived(1)).await;
+    // The ServiceAccount controller makes it first, as it does: without
+    // pull secrets.
+    i.kube
+        .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": "team-a"}}))
+        .unwrap();
+    create.open();
+    let o = doctor.await.unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["verified"], true);
+    assert_eq!(kube_verbs(&i, "create", "serviceaccounts"), [409]);
+    assert_eq!(kube_verbs(&i, "patch", "serviceaccounts"), [200]);
+    assert_eq!(
+        i.pull_secrets_on_default_sa("team-a"),
+        ["harbor-pullsecret"]
+    );
+    rerun_all_writes_nothing(&i).await;
+    i.finish().await;
+}

@@ -18,7 +18,7 @@ use super::cluster;
 use super::model::{docker_config_json, generate_password, RobotKind, TeamId, OIDC_GROUP};
 use super::plan::{
     redecide_secret, robot_credentials, HarborState, PasswordStep, RobotPlan, RobotStep,
-    SecretDecision, TeamPlan,
+    SecretDecision, ServiceAccountStep, TeamPlan,
 };
 use crate::clients::harbor::{is_conflict, status_of, Harbor, NewRobot, Secret};
 use crate::clients::kube::{self, Kube};
@@ -97,9 +97,19 @@ pub async fn apply_team(
             login: state.login_name(team, rp.kind),
         });
     }
-    if let Some(sa) = &plan.add_pull_secret_to_sa {
-        writes.sending();
-        cluster::add_pull_secret(kube, &project, sa).await?;
+    // After the Secrets, so that the pull secret it names exists.
+    match &plan.service_account {
+        ServiceAccountStep::Keep => {}
+        ServiceAccountStep::Create => {
+            writes.sending();
+            cluster::create_default_service_account(kube, &project)
+                .await
+                .with_context(|| format!("creating ServiceAccount {project}/default"))?;
+        }
+        ServiceAccountStep::AddPullSecret(sa) => {
+            writes.sending();
+            cluster::add_pull_secret(kube, &project, sa).await?;
+        }
     }
     Ok(verify)
 }
@@ -191,7 +201,7 @@ async fn store_secret(
     writes: &Writes,
 ) -> Result<Secret> {
     let (namespace, name) = (team.name(), kind.secret_name());
-    let config = docker_config_json(&state.host, &state.login_name(team, kind), &wanted);
+    let config = docker_config_json(kind, &state.host, &state.login_name(team, kind), &wanted);
     let mut current = existing;
     for _ in 0..SECRET_ATTEMPTS {
         writes.sending();

@@ -1,5 +1,5 @@
-//! The Kubernetes side of a team: its namespace, its pull and push Secrets
-//! and the `default` ServiceAccount. Read in one pass for all teams (each
+//! The Kubernetes side of a team: its namespace, its robots' Secrets and
+//! the `default` ServiceAccount. Read in one pass for all teams (each
 //! kind listed once, cluster-wide), written one object at a time; a Secret
 //! is replaced only as it was read, so a concurrent change fails that team
 //! instead of being overwritten.
@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 use serde_json::json;
 
-use super::model::{RobotKind, DOCKERCONFIG_KEY, DOCKERCONFIG_TYPE};
+use super::model::{secret_type_of, RobotKind};
 use crate::clients::kube::Kube;
 
 /// What the cluster holds for all teams.
@@ -40,8 +40,9 @@ impl ClusterState {
     }
 }
 
-/// Reads namespaces, both Secrets and the default ServiceAccounts: four
-/// lists, whatever the number of teams.
+/// Reads namespaces, the three robot Secrets (the builds one too, which is
+/// how an installation that uses build robots is recognised) and the
+/// default ServiceAccounts: five lists, whatever the number of teams.
 pub async fn observe(kube: &Kube) -> Result<ClusterState> {
     let namespaces: Vec<Namespace> = kube.list_cluster(None, None).await?;
     let mut state = ClusterState {
@@ -72,16 +73,11 @@ pub async fn observe(kube: &Kube) -> Result<ClusterState> {
     Ok(state)
 }
 
-/// The Secret's type and decoded `.dockerconfigjson`.
-pub fn docker_data(secret: &Secret) -> (Option<&str>, Option<&[u8]>) {
-    (
-        secret.type_.as_deref(),
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(DOCKERCONFIG_KEY))
-            .map(|b| b.0.as_slice()),
-    )
+fn managed_by() -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::from([(
+        "app.kubernetes.io/managed-by".to_string(),
+        "harbor-doctor".to_string(),
+    )]))
 }
 
 fn docker_secret(namespace: &str, kind: RobotKind, config_json: Vec<u8>) -> Secret {
@@ -89,22 +85,19 @@ fn docker_secret(namespace: &str, kind: RobotKind, config_json: Vec<u8>) -> Secr
         metadata: ObjectMeta {
             name: Some(kind.secret_name().to_string()),
             namespace: Some(namespace.to_string()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_string(),
-                "harbor-doctor".to_string(),
-            )])),
+            labels: managed_by(),
             ..Default::default()
         },
-        type_: Some(DOCKERCONFIG_TYPE.to_string()),
+        type_: Some(kind.secret_type().to_string()),
         data: Some(BTreeMap::from([(
-            DOCKERCONFIG_KEY.to_string(),
+            kind.secret_key().to_string(),
             ByteString(config_json),
         )])),
         ..Default::default()
     }
 }
 
-/// A team's pull or push Secret as it is now. Listed by name rather than
+/// A team robot's Secret as it is now. Listed by name rather than
 /// got, so that provisioning needs no permission beyond the cluster-wide
 /// list it observes with.
 pub async fn read_secret(kube: &Kube, namespace: &str, kind: RobotKind) -> Result<Option<Secret>> {
@@ -131,7 +124,7 @@ pub async fn write_docker_secret(
         None => {
             kube.create_in(namespace, &fresh).await?;
         }
-        Some(old) if old.type_.as_deref() == Some(DOCKERCONFIG_TYPE) => {
+        Some(old) if secret_type_of(old) == kind.secret_type() => {
             let mut secret = old.clone();
             secret.data = fresh.data;
             secret.string_data = None;
@@ -173,4 +166,63 @@ pub async fn add_pull_secret(kube: &Kube, namespace: &str, read: &ServiceAccount
     kube.patch_strategic::<ServiceAccount>(namespace, "default", &patch)
         .await?;
     Ok(())
+}
+
+/// The namespace's `default` ServiceAccount as it is now (listed by name,
+/// like the Secrets, so no permission beyond the observing list is needed).
+pub async fn read_default_service_account(
+    kube: &Kube,
+    namespace: &str,
+) -> Result<Option<ServiceAccount>> {
+    let found: Vec<ServiceAccount> = kube
+        .list_in(namespace, None, Some("metadata.name=default"))
+        .await?;
+    Ok(found.into_iter().next())
+}
+
+/// Creates the namespace's `default` ServiceAccount with the pull secret,
+/// which Kubernetes' ServiceAccount controller would have made (without
+/// it). When the controller makes it first (409), the one it made gets the
+/// pull secret added as any existing one does.
+pub async fn create_default_service_account(kube: &Kube, namespace: &str) -> Result<()> {
+    let wanted = RobotKind::Pull.secret_name();
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: managed_by(),
+            ..Default::default()
+        },
+        image_pull_secrets: Some(vec![LocalObjectReference {
+            name: wanted.to_string(),
+        }]),
+        ..Default::default()
+    };
+    match kube.create_in(namespace, &account).await {
+        Ok(_) => Ok(()),
+        Err(e) if crate::clients::kube::is_conflict(&e) => {
+            tracing::info!(
+                "ServiceAccount {namespace}/default was created meanwhile (by the ServiceAccount \
+                 controller, most likely); adding the pull secret to it"
+            );
+            let read = read_default_service_account(kube, namespace)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "creating ServiceAccount {namespace}/default met one that exists (409), \
+                         but it was gone when read again; run the same command again"
+                    )
+                })?;
+            let listed = read
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .any(|r| r.name == wanted);
+            if listed {
+                return Ok(());
+            }
+            add_pull_secret(kube, namespace, &read).await
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -7,7 +7,10 @@
 //! (project admin); system robots `team-<id>-pull` and `team-<id>-push`; and
 //! in namespace `team-<id>` the Secrets `harbor-pullsecret` and
 //! `harbor-pushsecret` for Harbor's registry host, the pull secret listed on
-//! the `default` ServiceAccount. When any piece drifts, pods fail with
+//! the `default` ServiceAccount (created when missing). Where the
+//! installation uses build robots (current Otomi; see `plan::builds_use`),
+//! also robot `team-<id>-builds` with the Opaque Secret
+//! `harbor-pushsecret-builds`. When any piece drifts, pods fail with
 //! ImagePullBackOff.
 //!
 //! - diagnose: everything is read in one pass (projects and robots paged
@@ -36,8 +39,9 @@ use futures::stream::{self, StreamExt};
 
 use self::apply::{ToVerify, Writes};
 use self::cluster::ClusterState;
+use self::model::RobotKind;
 use self::model::{TeamId, ADMIN_TEAM};
-use self::plan::{Credentials, HarborState, TeamPlan};
+use self::plan::{BuildsUse, Credentials, HarborState, ServiceAccountStep, TeamPlan};
 use crate::backup::{Backup, BackupItem};
 use crate::cli::ProvisionArgs;
 use crate::clients::harbor::{Harbor, TokenCheck};
@@ -94,6 +98,24 @@ pub struct Observation {
     pub cluster: Option<ClusterState>,
     pub teams: Vec<TeamId>,
     pub credentials: Credentials,
+    /// Why the installation uses build robots, when it does.
+    pub builds: Option<BuildsUse>,
+    /// The robots every team should have.
+    pub kinds: Vec<RobotKind>,
+}
+
+/// Every team of the installation: namespaces `team-<id>` (Harbor's
+/// `team-*` projects without a cluster), except Otomi's admin team.
+fn all_teams(harbor: &HarborState, cluster: Option<&ClusterState>) -> Vec<TeamId> {
+    let names: Vec<&String> = match cluster {
+        Some(c) => c.namespaces.iter().collect(),
+        None => harbor.projects.keys().collect(),
+    };
+    names
+        .into_iter()
+        .filter_map(|n| TeamId::from_namespace(n))
+        .filter(|t| t.id() != ADMIN_TEAM)
+        .collect()
 }
 
 fn now() -> i64 {
@@ -149,6 +171,7 @@ async fn observe(
     selection: &Selection,
     kube: Option<&Kube>,
     concurrency: usize,
+    builds_asked: bool,
 ) -> Result<Observation> {
     let harbor = ctx.harbor().await?;
     let (mut state, cluster) = match kube {
@@ -160,18 +183,10 @@ async fn observe(
     };
     let teams: Vec<TeamId> = match selection {
         Selection::Teams(t) => t.clone(),
-        Selection::All => {
-            let names: Vec<&String> = match &cluster {
-                Some(c) => c.namespaces.iter().collect(),
-                None => state.projects.keys().collect(),
-            };
-            names
-                .into_iter()
-                .filter_map(|n| TeamId::from_namespace(n))
-                .filter(|t| t.id() != ADMIN_TEAM)
-                .collect()
-        }
+        Selection::All => all_teams(&state, cluster.as_ref()),
     };
+    let builds = plan::builds_use(&state, cluster.as_ref(), builds_asked);
+    let kinds = plan::robot_kinds(builds.as_ref());
     let with_project: Vec<String> = teams
         .iter()
         .map(TeamId::name)
@@ -195,7 +210,7 @@ async fn observe(
         let to_test: Vec<_> = teams
             .iter()
             .flat_map(|t| {
-                plan::credentials_to_test(t, &state, c, now)
+                plan::credentials_to_test(t, &kinds, &state, c, now)
                     .into_iter()
                     .map(move |(k, auth)| (t.clone(), k, auth))
             })
@@ -219,13 +234,15 @@ async fn observe(
         cluster,
         teams,
         credentials,
+        builds,
+        kinds,
     })
 }
 
 /// `diagnose teams`.
 pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
     let kube = cluster(ctx).await?;
-    let obs = observe(ctx, &Selection::All, kube, DIAGNOSE_CONCURRENCY).await?;
+    let obs = observe(ctx, &Selection::All, kube, DIAGNOSE_CONCURRENCY, false).await?;
     let mut out = CheckOutcome::default();
     out.notes.push(format!(
         "{} team(s); registry host {}; robot prefix {}; {} credential(s) tested",
@@ -234,6 +251,14 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         obs.harbor.prefix,
         obs.credentials.len()
     ));
+    if let Some(why) = &obs.builds {
+        out.notes.push(format!(
+            "the installation uses build robots ({}): every team should have robot \
+             team-<id>-builds and Secret {}",
+            why.describe(),
+            RobotKind::Builds.secret_name()
+        ));
+    }
     if obs.cluster.is_none() {
         out.notes.push(
             "no cluster configured: teams taken from Harbor's team-* projects; Secrets and \
@@ -245,6 +270,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
     for team in &obs.teams {
         for drift in plan::assess(
             team,
+            &obs.kinds,
             &obs.harbor,
             obs.cluster.as_ref(),
             &obs.credentials,
@@ -273,6 +299,9 @@ pub struct ProvisionRepair {
     selection: Selection,
     concurrency: usize,
     duration: i64,
+    builds_asked: bool,
+    /// What the plan says about build robots, when they are in use.
+    builds_note: Option<String>,
     state: Option<HarborState>,
     plans: Vec<TeamPlan>,
     settled: usize,
@@ -302,6 +331,8 @@ impl ProvisionRepair {
             selection,
             concurrency: usize::from(args.concurrency),
             duration: args.robot_duration.map(i64::from).unwrap_or(-1),
+            builds_asked: args.builds,
+            builds_note: None,
             state: None,
             plans: Vec::new(),
             settled: 0,
@@ -337,7 +368,14 @@ impl Repair for ProvisionRepair {
                 e
             }
         })?;
-        let obs = observe(ctx, &self.selection, Some(kube), self.concurrency).await?;
+        let obs = observe(
+            ctx,
+            &self.selection,
+            Some(kube),
+            self.concurrency,
+            self.builds_asked,
+        )
+        .await?;
         let cluster = obs.cluster.expect("observed with a client");
         let missing: Vec<String> = obs
             .teams
@@ -359,6 +397,7 @@ impl Repair for ProvisionRepair {
             .map(|t| {
                 plan::plan_team(
                     t,
+                    &obs.kinds,
                     &obs.harbor,
                     &cluster,
                     &obs.credentials,
@@ -368,6 +407,10 @@ impl Repair for ProvisionRepair {
             })
             .collect();
         self.settled = self.plans.iter().filter(|p| p.is_empty()).count();
+        self.builds_note = obs.builds.as_ref().map(|why| {
+            let everyone = all_teams(&obs.harbor, Some(&cluster));
+            builds_note(why, &obs.teams, &everyone)
+        });
         let steps = self.changes().flat_map(|p| p.steps(&obs.harbor)).collect();
         self.state = Some(obs.harbor);
         Ok(steps)
@@ -418,7 +461,7 @@ impl Repair for ProvisionRepair {
                     )?);
                 }
             }
-            if let Some(sa) = &p.add_pull_secret_to_sa {
+            if let ServiceAccountStep::AddPullSecret(sa) = &p.service_account {
                 items.push(kube_item("ServiceAccount", &p.team.name(), "default", sa)?);
             }
         }
@@ -527,12 +570,45 @@ impl Repair for ProvisionRepair {
 
     fn notes(&self) -> Vec<String> {
         let changing = self.plans.len() - self.settled;
-        vec![format!(
+        let mut notes = vec![format!(
             "{} team(s): {changing} to provision or repair, {} already as they should be",
             self.plans.len(),
             self.settled
-        )]
+        )];
+        notes.extend(self.builds_note.clone());
+        notes
     }
+}
+
+/// What a provision plan says about build robots: why every team gets
+/// one, and when `--builds` turns them on for some teams only, that the
+/// others are now reported as lacking theirs.
+fn builds_note(why: &BuildsUse, teams: &[TeamId], everyone: &[TeamId]) -> String {
+    let what = format!(
+        "robot team-<id>-builds and Secret {}",
+        RobotKind::Builds.secret_name()
+    );
+    let mut note = match why {
+        BuildsUse::Asked => format!(
+            "build robots: the installation has none yet; --builds turns them on for all {} \
+             team(s) of this run: each gets {what}",
+            teams.len()
+        ),
+        _ => format!(
+            "build robots: the installation uses them ({}), so each of the {} team(s) of this \
+             run has {what}",
+            why.describe(),
+            teams.len()
+        ),
+    };
+    let others = everyone.iter().filter(|t| !teams.contains(t)).count();
+    if *why == BuildsUse::Asked && others > 0 {
+        note.push_str(&format!(
+            "; the installation's {others} other team(s) then lack theirs, which `diagnose \
+             teams` reports and `provision --all` repairs"
+        ));
+    }
+    note
 }
 
 fn kube_item<T: serde::Serialize>(
@@ -555,4 +631,40 @@ fn kube_item<T: serde::Serialize>(
 pub async fn provision(ctx: &Ctx, args: &ProvisionArgs) -> Result<crate::outcome::ExitCode> {
     let mut repair = ProvisionRepair::new(args)?;
     crate::repair::run(ctx, &mut repair).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn teams(ids: &[&str]) -> Vec<TeamId> {
+        ids.iter().map(|i| TeamId::parse(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_plan_says_for_how_many_teams_builds_turns_build_robots_on() {
+        let all = teams(&["a", "b", "c"]);
+        let note = builds_note(&BuildsUse::Asked, &all, &all);
+        assert!(
+            note.contains("--builds turns them on for all 3 team(s)"),
+            "{note}"
+        );
+        assert!(!note.contains("other team"), "{note}");
+        // Some teams only: the others are then reported as lacking theirs.
+        let note = builds_note(&BuildsUse::Asked, &teams(&["a"]), &all);
+        assert!(
+            note.contains("for all 1 team(s)") && note.contains("2 other team(s)"),
+            "{note}"
+        );
+        let note = builds_note(
+            &BuildsUse::Robot("team-b-builds".into()),
+            &teams(&["a"]),
+            &all,
+        );
+        assert!(
+            note.contains("uses them (robot team-b-builds exists)"),
+            "{note}"
+        );
+        assert!(!note.contains("other team"), "{note}");
+    }
 }

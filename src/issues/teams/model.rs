@@ -1,10 +1,12 @@
 //! The names and shapes of a provisioned team, as Otomi makes them, so
 //! that installations Otomi provisioned are recognised and adopted: team
 //! ids, the project, robots and Secrets they imply, the permissions a robot
-//! must have, and the docker config a pull or push Secret carries.
+//! must have, and the docker config a robot's Secret carries.
 
 use base64::Engine;
 use serde_json::{json, Value};
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 
 use crate::clients::harbor::{Access, Robot, RobotPermission, Secret};
 
@@ -20,10 +22,17 @@ pub const ADMIN_TEAM: &str = "admin";
 /// The key of a `kubernetes.io/dockerconfigjson` Secret.
 pub const DOCKERCONFIG_KEY: &str = ".dockerconfigjson";
 pub const DOCKERCONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// The type Kubernetes gives a Secret created without one.
+pub const OPAQUE_TYPE: &str = "Opaque";
+/// The key of the builds Secret: the file name the build tools (kaniko,
+/// buildpacks) read the docker config from when it is mounted.
+pub const CONFIG_JSON_KEY: &str = "config.json";
+/// The email Otomi puts in the builds Secret's docker config entry.
+const BUILDS_EMAIL: &str = "not@val.id";
 
 /// A team id that makes valid names everywhere it is used: the namespace
 /// `team-<id>` (a DNS label), the Harbor project `team-<id>` and the robots
-/// `team-<id>-pull` / `-push` (Harbor's name pattern).
+/// `team-<id>-pull` / `-push` / `-builds` (Harbor's name pattern).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TeamId(String);
 
@@ -92,15 +101,21 @@ pub enum RobotKind {
     Pull,
     /// The push robot, for team members
     Push,
+    /// The builds robot, for the team's build pipelines (current Otomi)
+    Builds,
 }
 
 impl RobotKind {
-    pub const ALL: [RobotKind; 2] = [RobotKind::Pull, RobotKind::Push];
+    pub const ALL: [RobotKind; 3] = [RobotKind::Pull, RobotKind::Push, RobotKind::Builds];
+    /// The robots every team has; the builds robot only where the
+    /// installation uses build robots.
+    pub const ALWAYS: [RobotKind; 2] = [RobotKind::Pull, RobotKind::Push];
 
     pub fn suffix(self) -> &'static str {
         match self {
             RobotKind::Pull => "pull",
             RobotKind::Push => "push",
+            RobotKind::Builds => "builds",
         }
     }
 
@@ -108,13 +123,31 @@ impl RobotKind {
         match self {
             RobotKind::Pull => "harbor-pullsecret",
             RobotKind::Push => "harbor-pushsecret",
+            RobotKind::Builds => "harbor-pushsecret-builds",
+        }
+    }
+
+    /// The type of the robot's Secret. Otomi mounts the builds Secret into
+    /// build pods as a file, so it is Opaque with a `config.json` key.
+    pub fn secret_type(self) -> &'static str {
+        match self {
+            RobotKind::Pull | RobotKind::Push => DOCKERCONFIG_TYPE,
+            RobotKind::Builds => OPAQUE_TYPE,
+        }
+    }
+
+    /// The key holding the docker config in the robot's Secret.
+    pub fn secret_key(self) -> &'static str {
+        match self {
+            RobotKind::Pull | RobotKind::Push => DOCKERCONFIG_KEY,
+            RobotKind::Builds => CONFIG_JSON_KEY,
         }
     }
 
     pub fn actions(self) -> &'static [&'static str] {
         match self {
             RobotKind::Pull => &["pull"],
-            RobotKind::Push => &["pull", "push"],
+            RobotKind::Push | RobotKind::Builds => &["pull", "push"],
         }
     }
 
@@ -141,9 +174,17 @@ impl RobotKind {
             match self {
                 RobotKind::Pull => "Pull",
                 RobotKind::Push => "Push",
+                RobotKind::Builds => "Builds",
             }
         )
     }
+}
+
+/// The team id in a builds robot's name (`team-<id>-builds`, without the
+/// prefix), if it is one.
+pub fn builds_robot_team(bare_name: &str) -> Option<TeamId> {
+    let id = bare_name.strip_prefix("team-")?.strip_suffix("-builds")?;
+    TeamId::parse(id).ok()
 }
 
 /// Whether a robot's permissions are exactly what Otomi gives it: one
@@ -215,16 +256,20 @@ pub struct DockerAuth {
     pub password: Secret,
 }
 
-/// What a pull or push Secret looks like, as far as provisioning cares.
+/// What a robot's Secret looks like, as far as provisioning cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretState {
     Missing,
     /// Present but unusable; the reason is safe to show (no secret in it).
     Malformed(String),
-    /// Usable credentials; `other_hosts` lists further registries in it.
+    /// Readable credentials; `other_hosts` lists further registries in it.
+    /// `misshapen` says why the Secret is not of its kind's type and key
+    /// (the other robots' shape, say) although its credentials can be read:
+    /// they are kept while the Secret is rewritten in its shape.
     Valid {
         auth: DockerAuth,
         other_hosts: Vec<String>,
+        misshapen: Option<String>,
     },
 }
 
@@ -235,10 +280,10 @@ pub enum DockerConfigError {
     NoAuths,
 }
 
-/// The `auths` of a `.dockerconfigjson` value (raw bytes, already
-/// base64-decoded by the API client): registry key, as written, to its
-/// entry. Otomi's pull and push Secrets, `provision` and `docker-login` all
-/// read them through this one parser.
+/// The `auths` of a docker config document (a `.dockerconfigjson` or
+/// `config.json` value, raw bytes, already base64-decoded by the API
+/// client): registry key, as written, to its entry. Otomi's robot Secrets,
+/// `provision` and `docker-login` all read them through this one parser.
 pub fn docker_auths(data: &[u8]) -> Result<Vec<(String, AuthEntry)>, DockerConfigError> {
     let doc = serde_json::from_slice::<Value>(data).map_err(|_| DockerConfigError::NotJson)?;
     let auths = doc
@@ -307,30 +352,63 @@ impl AuthEntry {
     }
 }
 
-/// Reads a Secret's type and `.dockerconfigjson` (raw bytes, already
+/// The Secret's type as Kubernetes reads it: a Secret created without one
+/// is Opaque.
+pub fn secret_type_of(secret: &KubeSecret) -> &str {
+    secret.type_.as_deref().unwrap_or(OPAQUE_TYPE)
+}
+
+/// Reads a robot's Secret (its type and the kind's key, already
 /// base64-decoded by the API client) into credentials for `want_host`, or
 /// for the only host it names when `want_host` is absent from it.
-pub fn read_docker_secret(
-    secret_type: Option<&str>,
-    data: Option<&[u8]>,
-    want_host: &str,
-) -> SecretState {
-    if secret_type != Some(DOCKERCONFIG_TYPE) {
-        return SecretState::Malformed(format!(
-            "its type is {}, not {DOCKERCONFIG_TYPE}",
-            secret_type.unwrap_or("(none)")
-        ));
-    }
-    let Some(data) = data else {
-        return SecretState::Malformed(format!("it has no {DOCKERCONFIG_KEY} key"));
+pub fn read_docker_secret(kind: RobotKind, secret: &KubeSecret, want_host: &str) -> SecretState {
+    let (want_type, key) = (kind.secret_type(), kind.secret_key());
+    // A Secret in the other shape (a builds Secret written like the pull
+    // Secret, or the reverse) still holds the robot's credentials.
+    let other_key = if key == DOCKERCONFIG_KEY {
+        CONFIG_JSON_KEY
+    } else {
+        DOCKERCONFIG_KEY
     };
-    let mut auths = match docker_auths(data) {
-        Ok(auths) => auths,
-        Err(DockerConfigError::NotJson) => {
-            return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} is not JSON"))
+    let found_type = secret_type_of(secret);
+    let data = secret.data.as_ref();
+    let mut misshapen = Vec::new();
+    if found_type != want_type {
+        misshapen.push(format!("its type is {found_type}, not {want_type}"));
+    }
+    let value = match (
+        data.and_then(|d| d.get(key)),
+        data.and_then(|d| d.get(other_key)),
+    ) {
+        (Some(v), _) => v,
+        (None, Some(v)) => {
+            misshapen.push(format!("its docker config is under {other_key}, not {key}"));
+            v
         }
+        (None, None) => {
+            // The keys it has instead (names only) show what was written.
+            let keys: Vec<&str> = data
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.as_str())
+                .collect();
+            misshapen.push(if keys.is_empty() {
+                format!("it has no {key} key")
+            } else {
+                format!("it has no {key} key (only {})", keys.join(", "))
+            });
+            return SecretState::Malformed(misshapen.join(" and "));
+        }
+    };
+    let mut unusable = |why: String| {
+        misshapen.push(why);
+        SecretState::Malformed(misshapen.join(" and "))
+    };
+    let mut auths = match docker_auths(&value.0) {
+        Ok(auths) => auths,
+        Err(DockerConfigError::NotJson) => return unusable("its docker config is not JSON".into()),
         Err(DockerConfigError::NoAuths) => {
-            return SecretState::Malformed(format!("its {DOCKERCONFIG_KEY} has no \"auths\" map"))
+            return unusable("its docker config has no \"auths\" map".into())
         }
     };
     let index = match auths.iter().position(|(h, _)| h == want_host) {
@@ -345,12 +423,12 @@ pub fn read_docker_secret(
     };
     let (host, entry) = auths.remove(index);
     if entry.auth_disagrees() {
-        return SecretState::Malformed(format!(
+        return unusable(format!(
             "its entry for {host} has an \"auth\" that disagrees with its username and password"
         ));
     }
     let Some((username, password)) = entry.credentials() else {
-        return SecretState::Malformed(format!(
+        return unusable(format!(
             "its entry for {host} holds no username and password"
         ));
     };
@@ -361,6 +439,7 @@ pub fn read_docker_secret(
             password: Secret::new(password),
         },
         other_hosts: auths.into_iter().map(|(h, _)| h).collect(),
+        misshapen: (!misshapen.is_empty()).then(|| misshapen.join(" and ")),
     }
 }
 
@@ -377,14 +456,22 @@ pub fn generate_password() -> Secret {
     }
 }
 
-/// The `.dockerconfigjson` Otomi writes: one registry, with username,
-/// password and the `auth` docker reads.
-pub fn docker_config_json(host: &str, username: &str, password: &Secret) -> Vec<u8> {
+/// The docker config Otomi writes into a robot's Secret: one registry,
+/// with username, password and the `auth` docker reads; the builds
+/// Secret's entry also has Otomi's placeholder email.
+pub fn docker_config_json(
+    kind: RobotKind,
+    host: &str,
+    username: &str,
+    password: &Secret,
+) -> Vec<u8> {
     let auth = base64::engine::general_purpose::STANDARD
         .encode(format!("{username}:{}", password.expose()));
-    json!({"auths": {host: {"username": username, "password": password.expose(), "auth": auth}}})
-        .to_string()
-        .into_bytes()
+    let mut entry = json!({"username": username, "password": password.expose(), "auth": auth});
+    if kind == RobotKind::Builds {
+        entry["email"] = json!(BUILDS_EMAIL);
+    }
+    json!({ "auths": { host: entry } }).to_string().into_bytes()
 }
 
 #[cfg(test)]
@@ -425,12 +512,29 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    /// A Secret as the API server returns it.
+    fn kube_secret(ty: Option<&str>, data: &[(&str, &[u8])]) -> KubeSecret {
+        KubeSecret {
+            type_: ty.map(str::to_string),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn an_auth_that_disagrees_with_the_fields_is_malformed() {
         let auth = base64::engine::general_purpose::STANDARD.encode("someone-else:Other1pw");
         let data =
             json!({"auths": {"h": {"username": "u", "password": "p", "auth": auth}}}).to_string();
-        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(data.as_bytes()), "h") {
+        let s = kube_secret(
+            Some(DOCKERCONFIG_TYPE),
+            &[(DOCKERCONFIG_KEY, data.as_bytes())],
+        );
+        match read_docker_secret(RobotKind::Pull, &s, "h") {
             SecretState::Malformed(why) => assert!(why.contains("disagrees"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -439,36 +543,153 @@ mod tests {
     #[test]
     fn docker_secrets_round_trip_and_bad_ones_are_explained() {
         let pw = Secret::new("Abcdefgh1234");
-        let data = docker_config_json("harbor.example.com", "otomi-team-a-pull", &pw);
-        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(&data), "harbor.example.com") {
-            SecretState::Valid { auth, other_hosts } => {
+        let data = docker_config_json(
+            RobotKind::Pull,
+            "harbor.example.com",
+            "otomi-team-a-pull",
+            &pw,
+        );
+        let good = kube_secret(Some(DOCKERCONFIG_TYPE), &[(DOCKERCONFIG_KEY, &data)]);
+        match read_docker_secret(RobotKind::Pull, &good, "harbor.example.com") {
+            SecretState::Valid {
+                auth,
+                other_hosts,
+                misshapen,
+            } => {
                 assert_eq!(auth.username, "otomi-team-a-pull");
                 assert_eq!(auth.password, pw);
                 assert!(other_hosts.is_empty());
+                assert_eq!(misshapen, None);
             }
             other => panic!("{other:?}"),
         }
         // Another host: still readable, so the credentials can be kept.
-        match read_docker_secret(Some(DOCKERCONFIG_TYPE), Some(&data), "other.example.com") {
+        match read_docker_secret(RobotKind::Pull, &good, "other.example.com") {
             SecretState::Valid { auth, .. } => assert_eq!(auth.host, "harbor.example.com"),
             other => panic!("{other:?}"),
         }
-        type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, &'a str);
-        let cases: Vec<Case> = vec![
-            (Some("Opaque"), Some(&data[..]), "type"),
-            (Some(DOCKERCONFIG_TYPE), None, "no .dockerconfigjson"),
-            (Some(DOCKERCONFIG_TYPE), Some(b"{not json"), "not JSON"),
+        // The wrong type: the credentials are still read, to be kept.
+        let opaque = kube_secret(Some("Opaque"), &[(DOCKERCONFIG_KEY, &data)]);
+        match read_docker_secret(RobotKind::Pull, &opaque, "h") {
+            SecretState::Valid {
+                auth, misshapen, ..
+            } => {
+                assert_eq!(auth.password, pw);
+                assert_eq!(
+                    misshapen.as_deref(),
+                    Some("its type is Opaque, not kubernetes.io/dockerconfigjson")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cases = [
             (
-                Some(DOCKERCONFIG_TYPE),
-                Some(b"{\"auths\":{\"h\":{}}}"),
+                kube_secret(Some("Opaque"), &[("password", b"x")]),
+                "its type is Opaque, not kubernetes.io/dockerconfigjson and it has no \
+                 .dockerconfigjson key (only password)",
+            ),
+            (
+                kube_secret(Some(DOCKERCONFIG_TYPE), &[]),
+                "no .dockerconfigjson",
+            ),
+            (
+                kube_secret(Some(DOCKERCONFIG_TYPE), &[(DOCKERCONFIG_KEY, b"{not json")]),
+                "not JSON",
+            ),
+            (
+                kube_secret(
+                    Some(DOCKERCONFIG_TYPE),
+                    &[(DOCKERCONFIG_KEY, b"{\"auths\":{\"h\":{}}}")],
+                ),
                 "no username",
             ),
         ];
-        for (ty, d, want) in cases {
-            match read_docker_secret(ty, d, "h") {
+        for (secret, want) in cases {
+            match read_docker_secret(RobotKind::Pull, &secret, "h") {
                 SecretState::Malformed(why) => assert!(why.contains(want), "{why}"),
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_builds_secret_is_opaque_with_config_json_and_otomis_email() {
+        let pw = Secret::new("Abcdefgh1234");
+        let data = docker_config_json(RobotKind::Builds, "h", "otomi-team-a-builds", &pw);
+        let doc: Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(doc["auths"]["h"]["email"], "not@val.id");
+        // Only the builds Secret carries the email.
+        let push: Value =
+            serde_json::from_slice(&docker_config_json(RobotKind::Push, "h", "u", &pw)).unwrap();
+        assert!(push["auths"]["h"].get("email").is_none());
+
+        let good = kube_secret(Some(OPAQUE_TYPE), &[(CONFIG_JSON_KEY, &data)]);
+        // A Secret created without a type is Opaque.
+        let untyped = kube_secret(None, &[(CONFIG_JSON_KEY, &data)]);
+        for secret in [good, untyped] {
+            assert!(matches!(
+                read_docker_secret(RobotKind::Builds, &secret, "h"),
+                SecretState::Valid {
+                    misshapen: None,
+                    ..
+                }
+            ));
+        }
+        // The pull Secret's shape is wrong for the builds robot, in type or
+        // key or both; its credentials are still the robot's.
+        for (secret, want) in [
+            (
+                kube_secret(Some(DOCKERCONFIG_TYPE), &[(DOCKERCONFIG_KEY, &data)]),
+                "its type is kubernetes.io/dockerconfigjson, not Opaque and its docker config \
+                 is under .dockerconfigjson, not config.json",
+            ),
+            (
+                kube_secret(Some(OPAQUE_TYPE), &[(DOCKERCONFIG_KEY, &data)]),
+                "its docker config is under .dockerconfigjson, not config.json",
+            ),
+        ] {
+            match read_docker_secret(RobotKind::Builds, &secret, "h") {
+                SecretState::Valid {
+                    auth, misshapen, ..
+                } => {
+                    assert_eq!(auth.password, pw);
+                    assert_eq!(misshapen.as_deref(), Some(want));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match read_docker_secret(
+            RobotKind::Builds,
+            &kube_secret(Some(OPAQUE_TYPE), &[(CONFIG_JSON_KEY, b"{}")]),
+            "h",
+        ) {
+            SecretState::Malformed(why) => {
+                assert_eq!(why, "its docker config has no \"auths\" map")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn builds_robots_are_told_from_other_robots_by_name() {
+        assert_eq!(
+            builds_robot_team("team-a-builds"),
+            Some(TeamId::parse("a").unwrap())
+        );
+        assert_eq!(
+            builds_robot_team("team-ci-builds"),
+            Some(TeamId::parse("ci").unwrap())
+        );
+        for other in [
+            "team-a-push",
+            "team-builds-pull",
+            "team--builds",
+            "ci-builds",
+        ] {
+            assert_eq!(builds_robot_team(other), None, "{other}");
+        }
+        let t = TeamId::parse("a").unwrap();
+        assert_eq!(t.robot_name(RobotKind::Builds), "team-a-builds");
+        assert_eq!(RobotKind::Builds.actions(), RobotKind::Push.actions());
     }
 }

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::cluster::{docker_data, ClusterState};
+use k8s_openapi::api::core::v1::ServiceAccount;
+
+use super::cluster::ClusterState;
 use super::model::{
-    describe_scope, read_docker_secret, scope_is_exact, DockerAuth, RobotKind, SecretState, TeamId,
-    ALL_TEAMS_ADMIN, ROLE_DEVELOPER, ROLE_PROJECT_ADMIN,
+    builds_robot_team, describe_scope, read_docker_secret, scope_is_exact, DockerAuth, RobotKind,
+    SecretState, TeamId, ALL_TEAMS_ADMIN, ROLE_DEVELOPER, ROLE_PROJECT_ADMIN,
 };
 use crate::clients::harbor::{Member, Project, Robot, Secret, TokenCheck};
 use crate::report::{PlanStep, Severity};
@@ -57,6 +59,67 @@ pub fn harbor_accepts_secret(secret: &str) -> bool {
         && secret.bytes().any(|b| b.is_ascii_lowercase())
         && secret.bytes().any(|b| b.is_ascii_uppercase())
         && secret.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Why an installation uses build robots (current Otomi gives every team
+/// one; installations from before it have none, and then none is wanted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildsUse {
+    /// A team has a builds robot (its name without the prefix).
+    Robot(String),
+    /// A team namespace holds a builds Secret (the namespace).
+    Secret(String),
+    /// `provision --builds` turns them on.
+    Asked,
+}
+
+impl BuildsUse {
+    /// The reason, for notes: "robot team-a-builds exists".
+    pub fn describe(&self) -> String {
+        match self {
+            BuildsUse::Robot(name) => format!("robot {name} exists"),
+            BuildsUse::Secret(ns) => {
+                format!("Secret {ns}/{} exists", RobotKind::Builds.secret_name())
+            }
+            BuildsUse::Asked => "--builds asks for them".into(),
+        }
+    }
+}
+
+/// Whether the installation uses build robots: any team has a builds
+/// robot or a builds Secret, or the run asks for them. Judged over the
+/// whole installation, whichever teams a run is about, so that one team is
+/// never told to lack what no team has.
+pub fn builds_use(
+    harbor: &HarborState,
+    cluster: Option<&ClusterState>,
+    asked: bool,
+) -> Option<BuildsUse> {
+    if let Some(name) = harbor
+        .robots
+        .keys()
+        .find(|n| builds_robot_team(n).is_some())
+    {
+        return Some(BuildsUse::Robot(name.clone()));
+    }
+    let secret = cluster.and_then(|c| {
+        c.secrets
+            .keys()
+            .find(|(ns, kind)| *kind == RobotKind::Builds && TeamId::from_namespace(ns).is_some())
+    });
+    if let Some((ns, _)) = secret {
+        return Some(BuildsUse::Secret(ns.clone()));
+    }
+    asked.then_some(BuildsUse::Asked)
+}
+
+/// The robots every team of the installation has.
+pub fn robot_kinds(builds: Option<&BuildsUse>) -> Vec<RobotKind> {
+    let mut kinds = RobotKind::ALWAYS.to_vec();
+    if builds.is_some() {
+        kinds.push(RobotKind::Builds);
+    }
+    kinds
 }
 
 /// One thing wrong with a team.
@@ -222,7 +285,13 @@ impl Drift {
                 )
             }
             Drift::ServiceAccountMissing => {
-                format!("namespace {name} has no default ServiceAccount to carry the pull secret")
+                ev.insert("service_account".into(), json!(format!("{name}/default")));
+                format!(
+                    "namespace {name} has no default ServiceAccount: Kubernetes' ServiceAccount \
+                     controller makes one in every namespace, so it is not running (see \
+                     kube-controller-manager) or someone deleted this one; pods that name no \
+                     ServiceAccount are refused, and none carries the pull secret"
+                )
             }
             Drift::PullSecretNotOnServiceAccount => {
                 ev.insert("service_account".into(), json!(format!("{name}/default")));
@@ -240,6 +309,7 @@ fn breaks(kind: RobotKind) -> &'static str {
     match kind {
         RobotKind::Pull => "the team's pods fail with ImagePullBackOff",
         RobotKind::Push => "pushes with harbor-pushsecret (and docker-login) fail",
+        RobotKind::Builds => "the team's build pipelines cannot push the images they build",
     }
 }
 
@@ -259,10 +329,7 @@ fn robot_view<'a>(
     let existing = cluster.and_then(|c| c.secrets.get(&(team.name(), kind)));
     let secret = match existing {
         None => SecretState::Missing,
-        Some(s) => {
-            let (ty, data) = docker_data(s);
-            read_docker_secret(ty, data, &harbor.host)
-        }
+        Some(s) => read_docker_secret(kind, s, &harbor.host),
     };
     RobotView {
         robot: harbor.robots.get(&team.robot_name(kind)),
@@ -276,12 +343,14 @@ fn robot_view<'a>(
 /// fail, and a failed login costs Harbor 1.5 s.
 pub fn credentials_to_test(
     team: &TeamId,
+    kinds: &[RobotKind],
     harbor: &HarborState,
     cluster: &ClusterState,
     now: i64,
 ) -> Vec<(RobotKind, DockerAuth)> {
-    RobotKind::ALL
-        .into_iter()
+    kinds
+        .iter()
+        .copied()
         .filter_map(|kind| {
             let v = robot_view(team, kind, harbor, Some(cluster));
             let robot = v.robot?;
@@ -300,9 +369,11 @@ pub fn credentials_to_test(
         .collect()
 }
 
-/// Everything wrong with a team. Without a cluster only Harbor is judged.
+/// Everything wrong with a team, for the robots it should have (`kinds`).
+/// Without a cluster only Harbor is judged.
 pub fn assess(
     team: &TeamId,
+    kinds: &[RobotKind],
     harbor: &HarborState,
     cluster: Option<&ClusterState>,
     credentials: &Credentials,
@@ -329,7 +400,7 @@ pub fn assess(
         }
         None => {}
     }
-    for kind in RobotKind::ALL {
+    for &kind in kinds {
         let v = robot_view(team, kind, harbor, cluster);
         match v.robot {
             None => drifts.push(Drift::RobotMissing(kind)),
@@ -360,7 +431,15 @@ pub fn assess(
                 kind,
                 why: why.clone(),
             }),
-            SecretState::Valid { auth, .. } => {
+            SecretState::Valid {
+                auth, misshapen, ..
+            } => {
+                if let Some(why) = misshapen {
+                    drifts.push(Drift::SecretMalformed {
+                        kind,
+                        why: why.clone(),
+                    });
+                }
                 if auth.host != harbor.host {
                     drifts.push(Drift::SecretWrongHost {
                         kind,
@@ -444,6 +523,17 @@ impl RobotPlan {
     }
 }
 
+/// What happens to the namespace's `default` ServiceAccount.
+#[derive(Debug, Clone)]
+pub enum ServiceAccountStep {
+    Keep,
+    /// Missing: create it with the pull secret (a 409 from a controller
+    /// that made it meanwhile counts as made; the pull secret is then added).
+    Create,
+    /// Add the pull secret to it, as read (its resourceVersion).
+    AddPullSecret(Box<ServiceAccount>),
+}
+
 /// Everything provisioning will do for one team.
 #[derive(Debug, Clone)]
 pub struct TeamPlan {
@@ -451,7 +541,7 @@ pub struct TeamPlan {
     pub create_project: bool,
     pub add_members: Vec<(String, i64)>,
     pub robots: Vec<RobotPlan>,
-    pub add_pull_secret_to_sa: Option<k8s_openapi::api::core::v1::ServiceAccount>,
+    pub service_account: ServiceAccountStep,
     /// Robot duration for new robots (days, -1 never).
     pub duration: i64,
 }
@@ -461,7 +551,7 @@ impl TeamPlan {
         !self.create_project
             && self.add_members.is_empty()
             && self.robots.iter().all(RobotPlan::is_noop)
-            && self.add_pull_secret_to_sa.is_none()
+            && matches!(self.service_account, ServiceAccountStep::Keep)
     }
 
     /// The plan as steps for people and for `-o json`. Never a secret.
@@ -547,7 +637,9 @@ impl TeamPlan {
                     },
                     target(format!("secret {name}/{}", rp.kind.secret_name())),
                     format!(
-                        "kubernetes.io/dockerconfigjson for {} as {login}, with {}",
+                        "{} ({}) for {} as {login}, with {}",
+                        rp.kind.secret_type(),
+                        rp.kind.secret_key(),
                         harbor.host,
                         match rp.password {
                             PasswordStep::Generate => "a new password",
@@ -557,12 +649,19 @@ impl TeamPlan {
                 ));
             }
         }
-        if self.add_pull_secret_to_sa.is_some() {
-            steps.push(PlanStep::new(
+        match &self.service_account {
+            ServiceAccountStep::Keep => {}
+            ServiceAccountStep::Create => steps.push(PlanStep::new(
+                "create",
+                target(format!("serviceaccount {name}/default")),
+                "with harbor-pullsecret in imagePullSecrets (the ServiceAccount controller did \
+                 not make it)",
+            )),
+            ServiceAccountStep::AddPullSecret(_) => steps.push(PlanStep::new(
                 "patch",
                 target(format!("serviceaccount {name}/default")),
                 "add harbor-pullsecret to imagePullSecrets",
-            ));
+            )),
         }
         steps
     }
@@ -580,10 +679,13 @@ pub fn robot_credentials(
     let Some(secret) = secret else {
         return Err("it does not exist".into());
     };
-    let (ty, data) = docker_data(secret);
-    match read_docker_secret(ty, data, &harbor.host) {
+    match read_docker_secret(kind, secret, &harbor.host) {
         SecretState::Missing => Err("it does not exist".into()),
         SecretState::Malformed(why) => Err(why),
+        SecretState::Valid {
+            misshapen: Some(why),
+            ..
+        } => Err(why),
         SecretState::Valid { auth, .. } if auth.host != harbor.host => Err(format!(
             "it is for registry {}, not {}",
             auth.host, harbor.host
@@ -623,9 +725,11 @@ pub fn redecide_secret(
     }
 }
 
-/// Decides what provisioning does for a team (whose namespace exists).
+/// Decides what provisioning does for a team (whose namespace exists),
+/// for the robots it should have (`kinds`).
 pub fn plan_team(
     team: &TeamId,
+    kinds: &[RobotKind],
     harbor: &HarborState,
     cluster: &ClusterState,
     credentials: &Credentials,
@@ -633,13 +737,13 @@ pub fn plan_team(
     now: i64,
 ) -> TeamPlan {
     let name = team.name();
-    let drifts = assess(team, harbor, Some(cluster), credentials, now);
+    let drifts = assess(team, kinds, harbor, Some(cluster), credentials, now);
     let mut plan = TeamPlan {
         team: team.clone(),
         create_project: drifts.contains(&Drift::ProjectMissing),
         add_members: Vec::new(),
         robots: Vec::new(),
-        add_pull_secret_to_sa: None,
+        service_account: ServiceAccountStep::Keep,
         duration,
     };
     plan.add_members = if plan.create_project {
@@ -653,7 +757,7 @@ pub fn plan_team(
             })
             .collect()
     };
-    for kind in RobotKind::ALL {
+    for &kind in kinds {
         let v = robot_view(team, kind, harbor, Some(cluster));
         // The Secret's password, when it can become the robot's.
         let reusable = match &v.secret {
@@ -663,8 +767,13 @@ pub fn plan_team(
             _ => None,
         };
         let secret_fixes_needed = match &v.secret {
-            SecretState::Valid { auth, other_hosts } => {
-                auth.host != harbor.host
+            SecretState::Valid {
+                auth,
+                other_hosts,
+                misshapen,
+            } => {
+                misshapen.is_some()
+                    || auth.host != harbor.host
                     || auth.username != harbor.login_name(team, kind)
                     || !other_hosts.is_empty()
             }
@@ -719,8 +828,12 @@ pub fn plan_team(
             current_password: reusable,
         });
     }
-    if drifts.contains(&Drift::PullSecretNotOnServiceAccount) {
-        plan.add_pull_secret_to_sa = cluster.service_accounts.get(&name).cloned();
+    if drifts.contains(&Drift::ServiceAccountMissing) {
+        plan.service_account = ServiceAccountStep::Create;
+    } else if drifts.contains(&Drift::PullSecretNotOnServiceAccount) {
+        if let Some(sa) = cluster.service_accounts.get(&name) {
+            plan.service_account = ServiceAccountStep::AddPullSecret(Box::new(sa.clone()));
+        }
     }
     plan
 }
@@ -735,6 +848,10 @@ mod tests {
     use kube::api::ObjectMeta;
 
     const HOST: &str = "harbor.example.com";
+    /// The robots of an installation from before build robots.
+    const OLD: &[RobotKind] = &RobotKind::ALWAYS;
+    /// The robots of one that uses them.
+    const CURRENT: &[RobotKind] = &RobotKind::ALL;
     const PASSWORD: &str = "Secret1234Abcd";
 
     fn team() -> TeamId {
@@ -781,10 +898,10 @@ mod tests {
                 namespace: Some("team-a".into()),
                 ..Default::default()
             },
-            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            type_: Some(kind.secret_type().into()),
             data: Some(BTreeMap::from([(
-                ".dockerconfigjson".to_string(),
-                ByteString(docker_config_json(host, user, &Secret::new(password))),
+                kind.secret_key().to_string(),
+                ByteString(docker_config_json(kind, host, user, &Secret::new(password))),
             )])),
             ..Default::default()
         }
@@ -793,7 +910,7 @@ mod tests {
     fn healthy_cluster() -> ClusterState {
         let mut c = ClusterState::default();
         c.namespaces.insert("team-a".into());
-        for kind in RobotKind::ALL {
+        for kind in RobotKind::ALWAYS {
             c.secrets.insert(
                 ("team-a".into(), kind),
                 secret(
@@ -831,9 +948,9 @@ mod tests {
     #[test]
     fn a_healthy_team_has_no_drift_and_an_empty_plan() {
         let (h, c) = (healthy_harbor(), healthy_cluster());
-        assert_eq!(assess(&team(), &h, Some(&c), &accepted(), 0), vec![]);
-        assert!(plan_team(&team(), &h, &c, &accepted(), -1, 0).is_empty());
-        assert_eq!(credentials_to_test(&team(), &h, &c, 0).len(), 2);
+        assert_eq!(assess(&team(), OLD, &h, Some(&c), &accepted(), 0), vec![]);
+        assert!(plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0).is_empty());
+        assert_eq!(credentials_to_test(&team(), OLD, &h, &c, 0).len(), 2);
     }
 
     #[test]
@@ -842,10 +959,10 @@ mod tests {
         let mut creds = accepted();
         creds.insert((team(), RobotKind::Push), TokenCheck::Rejected);
         assert_eq!(
-            assess(&team(), &h, Some(&c), &creds, 0),
+            assess(&team(), OLD, &h, Some(&c), &creds, 0),
             vec![Drift::CredentialsRejected(RobotKind::Push)]
         );
-        let plan = plan_team(&team(), &h, &c, &creds, -1, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &creds, -1, 0);
         let push = &plan.robots[1];
         assert_eq!(push.robot, RobotStep::Keep);
         assert_eq!(
@@ -860,7 +977,7 @@ mod tests {
     fn a_missing_robot_is_created_with_the_secrets_password() {
         let (mut h, c) = (healthy_harbor(), healthy_cluster());
         h.robots.remove("team-a-pull");
-        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0);
         assert_eq!(plan.robots[0].robot, RobotStep::Create);
         assert_eq!(
             plan.robots[0].password,
@@ -882,13 +999,13 @@ mod tests {
                 PASSWORD,
             ),
         );
-        let drifts = assess(&team(), &h, Some(&c), &accepted(), 0);
+        let drifts = assess(&team(), OLD, &h, Some(&c), &accepted(), 0);
         assert!(drifts.contains(&Drift::SecretMissing(RobotKind::Pull)));
         assert!(drifts.contains(&Drift::SecretWrongHost {
             kind: RobotKind::Push,
             found: "old.example.com".into()
         }));
-        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0);
         assert_eq!(plan.robots[0].password, PasswordStep::Generate);
         assert!(plan.robots[0].write_secret);
         assert_eq!(plan.robots[1].password, PasswordStep::Keep);
@@ -900,20 +1017,20 @@ mod tests {
         let (mut h, c) = (healthy_harbor(), healthy_cluster());
         h.robots.get_mut("team-a-pull").unwrap().disable = true;
         h.robots.get_mut("team-a-push").unwrap().expires_at = 100;
-        let drifts = assess(&team(), &h, Some(&c), &Credentials::new(), 200);
+        let drifts = assess(&team(), OLD, &h, Some(&c), &Credentials::new(), 200);
         assert!(drifts.contains(&Drift::RobotDisabled(RobotKind::Pull)));
         assert!(drifts.contains(&Drift::RobotExpired {
             kind: RobotKind::Push,
             expired_at: 100
         }));
-        let plan = plan_team(&team(), &h, &c, &Credentials::new(), -1, 200);
+        let plan = plan_team(&team(), OLD, &h, &c, &Credentials::new(), -1, 200);
         assert!(matches!(plan.robots[0].robot, RobotStep::Update { .. }));
         assert_eq!(plan.robots[1].robot, RobotStep::Recreate { id: 11 });
 
         let (mut h, c) = (healthy_harbor(), healthy_cluster());
         h.robots.get_mut("team-a-pull").unwrap().permissions =
             RobotKind::Push.permissions("team-a");
-        let drifts = assess(&team(), &h, Some(&c), &accepted(), 0);
+        let drifts = assess(&team(), OLD, &h, Some(&c), &accepted(), 0);
         assert!(matches!(
             drifts[0],
             Drift::RobotScope {
@@ -921,7 +1038,7 @@ mod tests {
                 ..
             }
         ));
-        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0);
         assert!(matches!(plan.robots[0].robot, RobotStep::Update { .. }));
         assert_eq!(plan.robots[0].password, PasswordStep::Keep);
 
@@ -967,7 +1084,7 @@ mod tests {
     fn a_missing_secret_beside_an_existing_robot_gets_a_new_password_set_on_it() {
         let (h, mut c) = (healthy_harbor(), healthy_cluster());
         c.secrets.remove(&("team-a".to_string(), RobotKind::Push));
-        let plan = plan_team(&team(), &h, &c, &accepted(), -1, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0);
         let push = &plan.robots[1];
         assert_eq!(push.robot, RobotStep::Keep);
         assert_eq!(push.password, PasswordStep::Generate);
@@ -989,15 +1106,192 @@ mod tests {
         c.namespaces.insert("team-a".into());
         c.service_accounts
             .insert("team-a".into(), ServiceAccount::default());
-        let plan = plan_team(&team(), &h, &c, &Credentials::new(), 30, 0);
+        let plan = plan_team(&team(), OLD, &h, &c, &Credentials::new(), 30, 0);
         assert!(plan.create_project);
         assert_eq!(plan.add_members.len(), 2);
         assert!(plan.robots.iter().all(|r| r.robot == RobotStep::Create
             && r.password == PasswordStep::Generate
             && r.write_secret));
-        assert!(plan.add_pull_secret_to_sa.is_some());
+        assert!(matches!(
+            plan.service_account,
+            ServiceAccountStep::AddPullSecret(_)
+        ));
         let steps = plan.steps(&h);
         assert_eq!(steps.len(), 1 + 2 + 2 * 2 + 1, "{steps:#?}");
         assert!(steps.iter().all(|s| !s.detail.contains(PASSWORD)));
+    }
+
+    /// The healthy team of an installation that uses build robots.
+    fn with_builds(mut h: HarborState, mut c: ClusterState) -> (HarborState, ClusterState) {
+        h.robots
+            .insert("team-a-builds".into(), robot(RobotKind::Builds, 12));
+        c.secrets.insert(
+            ("team-a".into(), RobotKind::Builds),
+            secret(RobotKind::Builds, HOST, "otomi-team-a-builds", PASSWORD),
+        );
+        (h, c)
+    }
+
+    #[test]
+    fn build_robots_are_used_when_any_team_has_one_or_they_are_asked_for() {
+        let (h, c) = (healthy_harbor(), healthy_cluster());
+        assert_eq!(builds_use(&h, Some(&c), false), None);
+        assert_eq!(robot_kinds(None), OLD);
+        assert_eq!(builds_use(&h, Some(&c), true), Some(BuildsUse::Asked));
+
+        // Another team's builds robot, whatever teams a run is about.
+        let mut other = h.clone();
+        other
+            .robots
+            .insert("team-b-builds".into(), robot(RobotKind::Builds, 20));
+        let why = builds_use(&other, None, false);
+        assert_eq!(why, Some(BuildsUse::Robot("team-b-builds".into())));
+        assert_eq!(robot_kinds(why.as_ref()), CURRENT);
+
+        // Or only a builds Secret in a team namespace.
+        let mut secret_only = c.clone();
+        secret_only.secrets.insert(
+            ("team-c".into(), RobotKind::Builds),
+            secret(RobotKind::Builds, HOST, "otomi-team-c-builds", PASSWORD),
+        );
+        assert_eq!(
+            builds_use(&h, Some(&secret_only), false),
+            Some(BuildsUse::Secret("team-c".into()))
+        );
+        // A robot or Secret of that name outside Otomi's naming is not one.
+        let mut unrelated = c.clone();
+        unrelated.secrets.insert(
+            ("ci".into(), RobotKind::Builds),
+            secret(RobotKind::Builds, HOST, "x", PASSWORD),
+        );
+        let mut odd = h.clone();
+        odd.robots
+            .insert("builds".into(), robot(RobotKind::Builds, 21));
+        assert_eq!(builds_use(&odd, Some(&unrelated), false), None);
+    }
+
+    #[test]
+    fn a_healthy_team_with_its_builds_robot_plans_nothing() {
+        let (h, c) = with_builds(healthy_harbor(), healthy_cluster());
+        assert_eq!(
+            assess(&team(), CURRENT, &h, Some(&c), &accepted(), 0),
+            vec![]
+        );
+        assert!(plan_team(&team(), CURRENT, &h, &c, &accepted(), -1, 0).is_empty());
+        assert_eq!(credentials_to_test(&team(), CURRENT, &h, &c, 0).len(), 3);
+        // Where build robots are not used, one that exists is left alone.
+        assert!(plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0).is_empty());
+    }
+
+    #[test]
+    fn a_team_without_its_builds_robot_and_secret_gets_both() {
+        let (h, c) = (healthy_harbor(), healthy_cluster());
+        assert_eq!(
+            assess(&team(), CURRENT, &h, Some(&c), &accepted(), 0),
+            vec![
+                Drift::RobotMissing(RobotKind::Builds),
+                Drift::SecretMissing(RobotKind::Builds)
+            ]
+        );
+        let plan = plan_team(&team(), CURRENT, &h, &c, &accepted(), -1, 0);
+        assert!(plan.robots[0].is_noop() && plan.robots[1].is_noop());
+        let builds = &plan.robots[2];
+        assert_eq!(builds.kind, RobotKind::Builds);
+        assert_eq!(builds.robot, RobotStep::Create);
+        assert_eq!(builds.password, PasswordStep::Generate);
+        assert!(builds.write_secret && builds.existing_secret.is_none());
+        let steps = plan.steps(&h);
+        let targets: Vec<&str> = steps.iter().map(|s| s.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "team a: robot otomi-team-a-builds",
+                "team a: secret team-a/harbor-pushsecret-builds"
+            ]
+        );
+        assert!(
+            steps[0].detail.contains("repository pull+push"),
+            "{steps:?}"
+        );
+        assert!(
+            steps[1]
+                .detail
+                .starts_with("Opaque (config.json) for harbor.example.com"),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_builds_secret_in_the_pull_secrets_shape_is_rewritten_keeping_its_password() {
+        let (h, mut c) = with_builds(healthy_harbor(), healthy_cluster());
+        // Written like the pull Secret: type dockerconfigjson, .dockerconfigjson.
+        let mut wrong = secret(RobotKind::Pull, HOST, "otomi-team-a-builds", PASSWORD);
+        wrong.metadata.name = Some("harbor-pushsecret-builds".into());
+        c.secrets
+            .insert(("team-a".into(), RobotKind::Builds), wrong.clone());
+        let drifts = assess(&team(), CURRENT, &h, Some(&c), &accepted(), 0);
+        assert!(
+            matches!(&drifts[..], [Drift::SecretMalformed { kind: RobotKind::Builds, why }]
+                if why.contains("not Opaque") && why.contains("not config.json")),
+            "{drifts:?}"
+        );
+        // The credentials in it still work (one token request tells), so
+        // the robot keeps its password and only the Secret is rewritten.
+        assert_eq!(credentials_to_test(&team(), CURRENT, &h, &c, 0).len(), 3);
+        let plan = plan_team(&team(), CURRENT, &h, &c, &accepted(), -1, 0);
+        let builds = &plan.robots[2];
+        assert_eq!(builds.robot, RobotStep::Keep);
+        assert_eq!(builds.password, PasswordStep::Keep);
+        assert!(builds.write_secret);
+        assert_eq!(builds.current_password, Some(Secret::new(PASSWORD)));
+        // After a race, or at verification, only the right shape counts.
+        let why = robot_credentials(Some(&wrong), &h, &team(), RobotKind::Builds).unwrap_err();
+        assert!(why.contains("not Opaque"), "{why}");
+        assert_eq!(
+            redecide_secret(Some(wrong.clone()), &h, &team(), RobotKind::Builds),
+            SecretDecision::Write(Some(Box::new(wrong)))
+        );
+
+        // Opaque but under the wrong key, and its password no longer works:
+        // the robot is set from the Secret, which is rewritten.
+        let mut wrong_key = secret(RobotKind::Builds, HOST, "otomi-team-a-builds", PASSWORD);
+        let data = wrong_key.data.as_mut().unwrap();
+        let config = data.remove("config.json").unwrap();
+        data.insert(".dockerconfigjson".into(), config);
+        c.secrets
+            .insert(("team-a".into(), RobotKind::Builds), wrong_key);
+        let mut creds = accepted();
+        creds.insert((team(), RobotKind::Builds), TokenCheck::Rejected);
+        let drifts = assess(&team(), CURRENT, &h, Some(&c), &creds, 0);
+        assert!(drifts.contains(&Drift::CredentialsRejected(RobotKind::Builds)));
+        let plan = plan_team(&team(), CURRENT, &h, &c, &creds, -1, 0);
+        let builds = &plan.robots[2];
+        assert_eq!(
+            builds.password,
+            PasswordStep::FromSecret(Secret::new(PASSWORD))
+        );
+        assert!(builds.write_secret);
+    }
+
+    #[test]
+    fn a_missing_default_service_account_is_created_and_says_why_it_is_missing() {
+        let (h, mut c) = (healthy_harbor(), healthy_cluster());
+        c.service_accounts.remove("team-a");
+        let drifts = assess(&team(), OLD, &h, Some(&c), &accepted(), 0);
+        assert_eq!(drifts, vec![Drift::ServiceAccountMissing]);
+        let (summary, evidence) = drifts[0].describe(&team(), &h);
+        assert!(
+            summary.contains("ServiceAccount controller") && summary.contains("deleted"),
+            "{summary}"
+        );
+        assert_eq!(evidence["service_account"], "team-a/default");
+        let plan = plan_team(&team(), OLD, &h, &c, &accepted(), -1, 0);
+        assert!(matches!(plan.service_account, ServiceAccountStep::Create));
+        assert!(!plan.is_empty());
+        let steps = plan.steps(&h);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!(steps[0].action, "create");
+        assert_eq!(steps[0].target, "team a: serviceaccount team-a/default");
+        assert!(steps[0].detail.contains("harbor-pullsecret"), "{steps:?}");
     }
 }

@@ -100,6 +100,59 @@ impl Install {
             .unwrap();
     }
 
+    /// What current Otomi adds to a team: the builds robot and its Opaque
+    /// Secret with `config.json`.
+    pub fn otomi_builds(&self, id: &str) {
+        let name = format!("team-{id}");
+        let robot = self.harbor.add_robot(RobotSeed::system(
+            &format!("{name}-builds"),
+            &name,
+            &["pull", "push"],
+        ));
+        self.put_builds_secret(&name, &format!("otomi-{name}-builds"), &robot.secret);
+    }
+
+    /// `harbor-pushsecret-builds` as Otomi writes it.
+    pub fn put_builds_secret(&self, ns: &str, user: &str, password: &str) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let config = json!({"auths": {HOST: {
+            "username": user, "password": password, "email": "not@val.id",
+            "auth": b64.encode(format!("{user}:{password}"))}}});
+        self.kube
+            .put(
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": {"name": "harbor-pushsecret-builds", "namespace": ns},
+                        "data": {"config.json": b64.encode(config.to_string())}}),
+            )
+            .unwrap();
+    }
+
+    /// The (host, username, password) in the builds Secret, read only
+    /// when it has Otomi's shape (Opaque, the document under `config.json`
+    /// alone, with Otomi's email).
+    pub fn builds_secret(&self, ns: &str) -> Option<(String, String, String)> {
+        let s = self
+            .kube
+            .get("v1", "Secret", Some(ns), "harbor-pushsecret-builds")?;
+        let keys: Vec<&String> = s["data"].as_object()?.keys().collect();
+        if s["type"] != "Opaque" || keys != ["config.json"] {
+            return None;
+        }
+        let raw = s["data"]["config.json"].as_str()?;
+        let doc: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(raw).ok()?)
+                .ok()?;
+        let (host, entry) = doc["auths"].as_object()?.iter().next()?;
+        if entry["email"] != "not@val.id" {
+            return None;
+        }
+        Some((
+            host.clone(),
+            entry["username"].as_str()?.to_string(),
+            entry["password"].as_str()?.to_string(),
+        ))
+    }
+
     pub fn put_docker_secret(&self, ns: &str, name: &str, host: &str, user: &str, password: &str) {
         let b64 = base64::engine::general_purpose::STANDARD;
         let config = json!({"auths": {host: {
@@ -166,6 +219,29 @@ impl Install {
         self.harbor.clear_requests();
         self.kube.clear_requests();
     }
+}
+
+/// Leaves namespace `ns` (created when missing) without its `default`
+/// ServiceAccount, as when the cluster's ServiceAccount controller is not
+/// running or someone deleted the account. Every test that needs that
+/// situation plants it here, so that it is made in one place whatever the
+/// simulated cluster's controllers do.
+pub fn namespace_without_default_service_account(kube: &KubeSim, ns: &str) {
+    kube.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        .unwrap();
+    if kube
+        .get("v1", "ServiceAccount", Some(ns), "default")
+        .is_some()
+    {
+        kube.delete("v1", "ServiceAccount", Some(ns), "default")
+            .unwrap();
+    }
+    assert!(
+        kube.get("v1", "ServiceAccount", Some(ns), "default")
+            .is_none(),
+        "the simulated cluster made ServiceAccount {ns}/default again: stop its ServiceAccount \
+         controller for {ns} here first"
+    );
 }
 
 /// One cycle of Otomi's Harbor operator for one robot of a team, in its
