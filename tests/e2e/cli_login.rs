@@ -122,7 +122,7 @@ async fn a_scope_with_offline_access_is_healthy() {
     .await;
     assert_exit(&o, 0);
     assert!(
-        stdout(&o).contains("Keycloak not configured"),
+        stdout(&o).contains("lifespans were not read"),
         "{}",
         stdout(&o)
     );

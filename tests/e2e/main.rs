@@ -16,6 +16,7 @@ mod harbor_discovery;
 mod k8s_database;
 mod k8s_rbac;
 mod k8s_repairs;
+mod keycloak_discovery;
 // `harbor-doctor lab` exists only in a build with the lab.
 #[cfg(feature = "lab")]
 mod lab;
