@@ -77,6 +77,13 @@ async fn harbor_drift_is_found_per_team_without_a_cluster() {
         .iter()
         .any(|s| s.contains("all-teams-admin is not a member")));
     assert!(about("admin").is_empty(), "team-admin is not a team");
+    // Without the cluster the check says, last, that it did not look at
+    // the Secrets and ServiceAccounts (DESIGN.md: honest coverage).
+    let (coverage, findings) = findings.split_last().unwrap();
+    assert_eq!(coverage["subject"], "coverage: cluster", "{doc:#}");
+    assert_eq!(coverage["severity"], "warning");
+    assert_eq!(coverage["repair"], Value::Null);
+    assert!(coverage["summary"].as_str().unwrap().contains("kubeconfig"));
     for f in findings {
         assert_eq!(f["runbook"], "provisioning");
         assert!(f["repair"]
