@@ -838,3 +838,51 @@ async fn port_forward_carries_bytes_both_ways() {
         ("get", vec!["create".to_string()])
     );
 }
+
+#[tokio::test]
+async fn every_namespace_gets_a_default_service_account_unless_the_controller_is_broken() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sim = KubeSim::start().await.unwrap();
+    let c = admin(&sim).await;
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    for ns in ["default", "kube-system"] {
+        let accounts: Api<ServiceAccount> = Api::namespaced(c.clone(), ns);
+        accounts.get("default").await.unwrap();
+    }
+
+    let created: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-zeta"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &created)
+        .await
+        .unwrap();
+    let zeta: Api<ServiceAccount> = Api::namespaced(c.clone(), "team-zeta");
+    let first = zeta.get("default").await.unwrap();
+    assert!(first.secrets.is_none(), "no token Secret since 1.24");
+
+    // Deleted, it comes back at once as a new object.
+    zeta.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    let second = zeta.get("default").await.unwrap();
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+
+    // A broken controller makes none, for a new namespace or a deleted one.
+    sim.break_serviceaccount_controller("team-eta");
+    sim.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-eta"}}))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(sim
+        .get("v1", "ServiceAccount", Some("team-eta"), "default")
+        .is_none());
+    sim.break_serviceaccount_controller("team-zeta");
+    zeta.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let missing = api_error(zeta.get("default").await.unwrap_err());
+    assert_eq!(missing.code, 404);
+
+    sim.repair_serviceaccount_controller("team-zeta");
+    zeta.get("default").await.unwrap();
+}

@@ -7,7 +7,7 @@
 //! a namespace's objects together so that listing one namespace does not
 //! scan the others, as etcd's key layout does.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -43,6 +43,8 @@ pub(crate) struct Store {
     pub(crate) changes: broadcast::Sender<Arc<Change>>,
     /// When each pod deleted gracefully may be removed.
     pub(crate) terminating: HashMap<String, std::time::Instant>,
+    /// Namespaces where the ServiceAccount controller does not act.
+    pub(crate) service_account_controller_broken: HashSet<String>,
 }
 
 /// Which PATCH flavour a request uses, from its Content-Type.
@@ -201,6 +203,7 @@ impl Store {
             history: VecDeque::new(),
             changes,
             terminating: HashMap::new(),
+            service_account_controller_broken: HashSet::new(),
         }
     }
 
