@@ -558,3 +558,142 @@ async fn kubectl_reports_unauthorized_and_forbidden_like_a_real_cluster() {
         denied.stderr
     );
 }
+
+/// kubectl's `create <kind>` commands go through client-go's typed clients,
+/// which send protobuf bodies for built-in kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_each_stored_kind_it_has_a_command_for_in_protobuf() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let out = k.ok(&["create", "namespace", "team-zeta"]).await;
+    assert_eq!(out.trim(), "namespace/team-zeta created");
+    // The ServiceAccount controller acted at once.
+    k.ok(&["get", "serviceaccount", "default", "-n", "team-zeta"])
+        .await;
+
+    let ns = ["-n", "team-zeta"];
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "create",
+            "secret",
+            "generic",
+            "harbor-robot",
+            "--from-literal=password=s3cr\u{e9}t",
+            "--from-literal=user=robot$team",
+        ],
+        vec![
+            "create",
+            "secret",
+            "docker-registry",
+            "harbor-pullsecret",
+            "--docker-server=harbor.example:8443",
+            "--docker-username=robot$team-zeta-pull",
+            "--docker-password=pw",
+        ],
+        vec!["create", "configmap", "settings", "--from-literal=EXTRA=1"],
+        vec!["create", "serviceaccount", "builder"],
+        vec![
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=8080",
+        ],
+        vec!["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        vec![
+            "create",
+            "ingress",
+            "web",
+            "--class=nginx",
+            "--rule=web.example/*=web:80,tls=web-tls",
+        ],
+    ];
+    for command in &commands {
+        let args: Vec<&str> = command.iter().chain(ns.iter()).copied().collect();
+        let out = k.ok(&args).await;
+        assert!(out.trim().ends_with("created"), "{args:?}: {out}");
+    }
+    let protobuf_creates = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create")
+        .filter(|r| {
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"))
+        })
+        .count();
+    assert_eq!(
+        protobuf_creates,
+        commands.len() + 1,
+        "{:#?}",
+        sim.requests()
+    );
+
+    let secret = sim
+        .get("v1", "Secret", Some("team-zeta"), "harbor-robot")
+        .unwrap();
+    use base64::Engine;
+    let decode = |v: &Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(decode(&secret["data"]["password"]), "s3cr\u{e9}t");
+    assert_eq!(decode(&secret["data"]["user"]), "robot$team");
+    assert_eq!(secret["type"], "Opaque");
+    let pull = sim
+        .get("v1", "Secret", Some("team-zeta"), "harbor-pullsecret")
+        .unwrap();
+    assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+    let config: Value = serde_json::from_str(&decode(&pull["data"][".dockerconfigjson"])).unwrap();
+    assert_eq!(
+        config["auths"]["harbor.example:8443"]["username"],
+        "robot$team-zeta-pull"
+    );
+    let deployment = sim
+        .get("apps/v1", "Deployment", Some("team-zeta"), "web")
+        .unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["selector"]["matchLabels"]["app"], "web");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert!(
+        deployment["metadata"]["creationTimestamp"].is_string(),
+        "{deployment}"
+    );
+    let service = sim.get("v1", "Service", Some("team-zeta"), "web").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    let ingress = sim
+        .get("networking.k8s.io/v1", "Ingress", Some("team-zeta"), "web")
+        .unwrap();
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["backend"]["service"]["name"], "web");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "web-tls");
+
+    // What kubectl shows of them is what it sent.
+    let describe = k
+        .ok(&["describe", "deployment", "web", "-n", "team-zeta"])
+        .await;
+    assert_eq!(
+        field(&describe, "Replicas").split_whitespace().next(),
+        Some("2")
+    );
+    let again = k.run(&["create", "namespace", "team-zeta"]).await;
+    assert!(
+        again
+            .stderr
+            .contains("Error from server (AlreadyExists): namespaces \"team-zeta\" already exists"),
+        "{}",
+        again.stderr
+    );
+}

@@ -18,8 +18,10 @@
 //!   account per namespace, which a test can break per namespace
 //!   (`controller`); and seeds for a Harbor release and a CloudNativePG
 //!   database (`harbor`);
+//! - request bodies in JSON, YAML or Kubernetes protobuf (`protobuf`);
+//!   answers are always JSON;
 //! - not: admission, schemas beyond the validations listed in `store`,
-//!   protobuf, exec/attach/logs, managed fields.
+//!   exec/attach/logs, managed fields.
 //!
 //! Tests seed and inspect the state directly (`put`, `get`, `list`) and can
 //! check which calls a client made (`requests`) or make calls fail
@@ -32,6 +34,7 @@ mod errors;
 mod harbor;
 mod patch;
 mod portforward;
+mod protobuf;
 mod rbac;
 mod selector;
 mod server;
@@ -83,6 +86,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub user: Option<String>,
     pub status: u16,
+    /// The request body's Content-Type, when it had one.
+    pub content_type: Option<String>,
 }
 
 /// A failure the server answers instead of handling a request.
@@ -470,7 +475,8 @@ impl KubeSim {
     /// Undoes [`KubeSim::break_serviceaccount_controller`]: the controller
     /// makes the missing `default` ServiceAccount at once.
     pub fn repair_serviceaccount_controller(&self, ns: &str) {
-        self.inner.write(|s| s.service_account_controller_broken.remove(ns));
+        self.inner
+            .write(|s| s.service_account_controller_broken.remove(ns));
     }
 
     /// Marks a node Ready or NotReady (kubelet stopped posting status).

@@ -20,7 +20,7 @@ use super::errors::ApiError;
 use super::rbac::AccessRequest;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{self, DeleteOptions, ListOptions, PatchKind};
-use super::{discovery, portforward, table, Inner, RecordedRequest};
+use super::{discovery, portforward, protobuf, table, Inner, RecordedRequest};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
@@ -167,6 +167,11 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         path: path.clone(),
         user: None,
         status: 0,
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     if let Route::Resource(t) = &route {
         record.group = t.rt.group.to_string();
@@ -397,22 +402,74 @@ fn list_options(params: &[(String, String)]) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, ApiError> {
-    let ct = headers
+/// The media types a create or update body may come in.
+const BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    protobuf::CONTENT_TYPE,
+];
+
+/// The media types a PATCH body may come in.
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+    "application/strategic-merge-patch+json",
+];
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::unsupported_media_type(ct));
+        .unwrap_or("application/json")
+}
+
+/// Reads a create, update or DeleteOptions body in JSON, YAML or
+/// Kubernetes protobuf (`api_version` and `kind` name the type a protobuf
+/// envelope without a TypeMeta holds).
+fn parse_body(
+    body: &Bytes,
+    headers: &HeaderMap,
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if protobuf::is_protobuf(ct) {
+        return protobuf::decode_object(body, api_version, kind).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        });
     }
-    if ct.contains("yaml") {
-        return serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()));
+    match media {
+        "application/yaml" => {
+            serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request was in an unknown format: {e}"
+            ))
+        }),
+        _ => Err(ApiError::unsupported_media_type(BODY_TYPES)),
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request was in an unknown format: {e}"
-        ))
-    })
+}
+
+/// Whether the client accepts an answer in JSON, which is all this server
+/// writes: real clients list JSON beside protobuf, or */*.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .collect();
+    accept.is_empty()
+        || accept.iter().any(|t| {
+            matches!(
+                *t,
+                "application/json" | "application/*" | "*/*" | "application/yaml" | ""
+            )
+        })
 }
 
 async fn serve_resource(
@@ -427,6 +484,9 @@ async fn serve_resource(
         if sub != "status" || !t.rt.has_status {
             return ApiError::path_not_found().into_response();
         }
+    }
+    if !accepts_json(headers) {
+        return ApiError::not_acceptable(&["application/json", "application/yaml"]).into_response();
     }
     let ns = if t.rt.plural == "namespaces" {
         String::new()
@@ -460,19 +520,21 @@ async fn serve_resource(
                 .map(|v| (StatusCode::OK, v))
         }),
         "watch" => return watch(inner, t, params).await,
-        "create" => parse_json(&body, headers).and_then(|mut obj| {
-            // As the real strategies' PrepareForCreate: a client cannot set
-            // the status of a kind with a status subresource.
-            if t.rt.has_status && t.rt.plural != "namespaces" {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
+        "create" => {
+            parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|mut obj| {
+                // As the real strategies' PrepareForCreate: a client cannot set
+                // the status of a kind with a status subresource.
+                if t.rt.has_status && t.rt.plural != "namespaces" {
+                    if let Some(o) = obj.as_object_mut() {
+                        o.remove("status");
+                    }
                 }
-            }
-            inner
-                .write(|s| s.create(t.rt, &ns, obj, dry_run))
-                .map(|v| (StatusCode::CREATED, v))
-        }),
-        "update" => parse_json(&body, headers).and_then(|obj| {
+                inner
+                    .write(|s| s.create(t.rt, &ns, obj, dry_run))
+                    .map(|v| (StatusCode::CREATED, v))
+            })
+        }
+        "update" => parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|obj| {
             inner
                 .write(|s| s.update(t.rt, &ns, &name, obj, t.subresource.as_deref(), dry_run))
                 .map(|v| (StatusCode::OK, v))
@@ -483,7 +545,7 @@ async fn serve_resource(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             match PatchKind::from_content_type(ct) {
-                None => Err(ApiError::unsupported_media_type(ct)),
+                None => Err(ApiError::unsupported_media_type(PATCH_TYPES)),
                 Some(kind) => {
                     let manager = param(params, "fieldManager");
                     let existed = inner.store.lock().get(t.rt, &ns, &name).is_ok();
@@ -511,12 +573,12 @@ async fn serve_resource(
                 }
             }
         }
-        "delete" => delete_options(params, &body).and_then(|opts| {
+        "delete" => delete_options(params, &body, headers).and_then(|opts| {
             inner
                 .write(|s| s.delete(t.rt, &ns, &name, &opts))
                 .map(|v| (StatusCode::OK, v))
         }),
-        "deletecollection" => delete_collection(inner, t, params, &body),
+        "deletecollection" => delete_collection(inner, t, params, &body, headers),
         _ => Err(ApiError::method_not_allowed()),
     };
     match result {
@@ -525,7 +587,11 @@ async fn serve_resource(
     }
 }
 
-fn delete_options(params: &[(String, String)], body: &Bytes) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    params: &[(String, String)],
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions {
         propagation: param(params, "propagationPolicy").map(str::to_string),
         grace_period_seconds: param(params, "gracePeriodSeconds").and_then(|g| g.parse().ok()),
@@ -533,8 +599,7 @@ fn delete_options(params: &[(String, String)], body: &Bytes) -> Result<DeleteOpt
         ..DeleteOptions::default()
     };
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("decoding DeleteOptions: {e}")))?;
+        let v = parse_body(body, headers, "meta.k8s.io/v1", "DeleteOptions")?;
         if let Some(p) = v["propagationPolicy"].as_str() {
             opts.propagation = Some(p.to_string());
         }
@@ -565,8 +630,9 @@ fn delete_collection(
     t: &Target,
     params: &[(String, String)],
     body: &Bytes,
+    headers: &HeaderMap,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let opts = delete_options(params, body)?;
+    let opts = delete_options(params, body, headers)?;
     let list_opts = list_options(params)?;
     inner.write(|s| {
         let list = s.list(t.rt, t.namespace.as_deref(), &list_opts)?;
