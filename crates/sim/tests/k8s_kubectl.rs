@@ -697,3 +697,91 @@ async fn kubectl_creates_each_stored_kind_it_has_a_command_for_in_protobuf() {
         again.stderr
     );
 }
+
+/// `kubectl apply` reads the OpenAPI v3 documents: whether the server
+/// validates fields itself, and the merge keys of the lists it patches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_explains_from_the_openapi_documents() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let manifest = k.dir.path().join("web.yaml");
+    let write = |replicas: u32, image: &str, env: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n  labels: {{app: web}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n        env: [{env}]\n      - name: sidecar\n        image: busybox\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: default\ndata:\n  MODE: blue\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = manifest.to_str().unwrap().to_string();
+    write(1, "nginx:1.27", "{name: A, value: '1'}");
+    let out = k.ok(&["apply", "-f", &path]).await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["deployment.apps/web created", "configmap/web created"]
+    );
+    let applied = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    assert!(
+        applied["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+
+    // Someone else adds a container; apply keeps it (merge by name) while
+    // it changes what the manifest owns.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"debug","image":"busybox"}]}}}}"#,
+    ])
+    .await;
+    write(3, "nginx:1.28", "{name: B, value: '2'}");
+    let out = k.ok(&["apply", "-f", &path]).await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["deployment.apps/web configured", "configmap/web unchanged"]
+    );
+    let d = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    let containers: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(containers, ["web", "sidecar", "debug"]);
+    let web = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(web["image"], "nginx:1.28");
+    assert_eq!(web["env"], serde_json::json!([{"name": "B", "value": "2"}]));
+
+    // Server-side field validation: kubectl leaves unknown fields to it.
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  namespace: default\ndatta:\n  X: '1'\n",
+    )
+    .unwrap();
+    let typo = k.run(&["apply", "-f", &path]).await;
+    assert_ne!(typo.code, 0, "{}", typo.stdout);
+    assert!(
+        typo.stderr.contains("unknown field \"datta\""),
+        "{}",
+        typo.stderr
+    );
+
+    let explain = k.ok(&["explain", "deployment.spec.strategy"]).await;
+    assert!(explain.contains("GROUP:      apps"), "{explain}");
+    assert!(explain.contains("rollingUpdate"), "{explain}");
+    let explain = k.ok(&["explain", "pods.spec.containers.ports"]).await;
+    assert!(
+        explain.contains("containerPort\t<integer> -required-"),
+        "{explain}"
+    );
+}

@@ -20,6 +20,7 @@
 //!   database (`harbor`);
 //! - request bodies in JSON, YAML or Kubernetes protobuf (`protobuf`);
 //!   answers are always JSON;
+//! - the OpenAPI v3 and v2 documents of the stored kinds (`openapi`);
 //! - not: admission, schemas beyond the validations listed in `store`,
 //!   exec/attach/logs, managed fields.
 //!
@@ -32,6 +33,7 @@ mod controller;
 mod discovery;
 mod errors;
 mod harbor;
+mod openapi;
 mod patch;
 mod portforward;
 mod protobuf;

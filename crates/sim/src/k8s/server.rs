@@ -20,7 +20,7 @@ use super::errors::ApiError;
 use super::rbac::AccessRequest;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{self, DeleteOptions, ListOptions, PatchKind};
-use super::{discovery, portforward, protobuf, table, Inner, RecordedRequest};
+use super::{discovery, openapi, portforward, protobuf, table, Inner, RecordedRequest};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
@@ -42,6 +42,10 @@ enum Route {
     GroupList,
     Group(String),
     GroupVersion(String, String),
+    OpenApiV2,
+    OpenApiV3Index,
+    /// `api/v1` or `apis/<group>/<version>`.
+    OpenApiV3(String),
     Resource(Target),
     NotFound,
 }
@@ -53,6 +57,9 @@ fn resolve(path: &str) -> Route {
         ["healthz"] | ["livez"] | ["readyz"] => Route::Health,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::GroupList,
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3Index,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["api", version, rest @ ..] => resolve_in("", version, rest),
         ["apis", group] => Route::Group(group.to_string()),
         ["apis", group, version, rest @ ..] => resolve_in(group, version, rest),
@@ -206,7 +213,7 @@ async fn dispatch(
     record.user = Some(principal.user.clone());
     let target = match route {
         Route::Resource(target) => target,
-        other => return serve_discovery(other, &parts.headers),
+        other => return serve_discovery(other, &parts.headers, params),
     };
     if record.verb.is_empty() {
         return ApiError::method_not_allowed().into_response();
@@ -260,8 +267,20 @@ async fn dispatch(
     }
 }
 
-fn serve_discovery(route: Route, headers: &HeaderMap) -> Response {
+fn serve_discovery(route: Route, headers: &HeaderMap, params: &[(String, String)]) -> Response {
     match route {
+        Route::OpenApiV2 => {
+            if !accepts_json(headers) {
+                return ApiError::not_acceptable(&["application/json"]).into_response();
+            }
+            let doc = openapi::v2();
+            openapi_response(&doc.body, &doc.hash, None)
+        }
+        Route::OpenApiV3Index => json_response(StatusCode::OK, &openapi::v3_index()),
+        Route::OpenApiV3(path) => match openapi::v3(&path) {
+            Some(doc) => openapi_response(&doc.body, &doc.hash, param(params, "hash")),
+            None => ApiError::path_not_found().into_response(),
+        },
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => (StatusCode::OK, "ok").into_response(),
         Route::CoreVersions => {
@@ -282,6 +301,26 @@ fn serve_discovery(route: Route, headers: &HeaderMap) -> Response {
         },
         Route::NotFound | Route::Resource(_) => ApiError::path_not_found().into_response(),
     }
+}
+
+/// An OpenAPI document; one fetched by its current hash may be cached for
+/// good, as the real server tells clients.
+fn openapi_response(body: &str, hash: &str, asked_hash: Option<&str>) -> Response {
+    let cache = if asked_hash == Some(hash) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::ETAG, format!("\"{hash}\"")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn target_ns(t: &Target) -> String {
@@ -505,6 +544,7 @@ async fn serve_resource(
             json_response(code, &v)
         }
     };
+    let mut warnings: Vec<String> = Vec::new();
     let result: Result<(StatusCode, Value), ApiError> = match verb {
         "get" => inner
             .store
@@ -522,6 +562,7 @@ async fn serve_resource(
         "watch" => return watch(inner, t, params).await,
         "create" => {
             parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|mut obj| {
+                warnings = check_fields(t.rt, params, &obj, false)?;
                 // As the real strategies' PrepareForCreate: a client cannot set
                 // the status of a kind with a status subresource.
                 if t.rt.has_status && t.rt.plural != "namespaces" {
@@ -535,6 +576,7 @@ async fn serve_resource(
             })
         }
         "update" => parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|obj| {
+            warnings = check_fields(t.rt, params, &obj, false)?;
             inner
                 .write(|s| s.update(t.rt, &ns, &name, obj, t.subresource.as_deref(), dry_run))
                 .map(|v| (StatusCode::OK, v))
@@ -546,7 +588,17 @@ async fn serve_resource(
                 .unwrap_or("");
             match PatchKind::from_content_type(ct) {
                 None => Err(ApiError::unsupported_media_type(PATCH_TYPES)),
-                Some(kind) => {
+                Some(kind) => (|| {
+                    let patch_body: Option<Value> = match kind {
+                        PatchKind::Merge | PatchKind::Strategic => {
+                            serde_json::from_slice(&body).ok()
+                        }
+                        PatchKind::Apply => serde_yaml::from_slice(&body).ok(),
+                        PatchKind::Json => None,
+                    };
+                    if let Some(p) = &patch_body {
+                        warnings = check_fields(t.rt, params, p, true)?;
+                    }
                     let manager = param(params, "fieldManager");
                     let existed = inner.store.lock().get(t.rt, &ns, &name).is_ok();
                     inner
@@ -570,7 +622,7 @@ async fn serve_resource(
                             };
                             (code, v)
                         })
-                }
+                })(),
             }
         }
         "delete" => delete_options(params, &body, headers).and_then(|opts| {
@@ -581,10 +633,52 @@ async fn serve_resource(
         "deletecollection" => delete_collection(inner, t, params, &body, headers),
         _ => Err(ApiError::method_not_allowed()),
     };
-    match result {
+    let mut response = match result {
         Ok((code, v)) => render(code, v),
         Err(e) => e.into_response(),
+    };
+    for w in warnings {
+        // The form of RFC 7234 warnings the real server sends (code 299).
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = header::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, v);
+        }
     }
+    response
+}
+
+/// Server-side field validation (`fieldValidation`): unknown fields refuse
+/// the request under Strict (what kubectl sends), are warned about under
+/// Warn (the default) and pass under Ignore. `patch` skips the directives
+/// of a strategic merge patch.
+fn check_fields(
+    rt: &ResourceType,
+    params: &[(String, String)],
+    obj: &Value,
+    patch: bool,
+) -> Result<Vec<String>, ApiError> {
+    let directive = param(params, "fieldValidation").unwrap_or("Warn");
+    if !matches!(directive, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {directive:?}"
+        )));
+    }
+    if directive == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let unknown: Vec<String> = openapi::unknown_fields(rt, obj, patch)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if directive == "Strict" && !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = rt.kind,
+            version = rt.version
+        )));
+    }
+    Ok(unknown)
 }
 
 fn delete_options(

@@ -82,6 +82,33 @@ pub(super) const fn f(
     }
 }
 
+/// A field's Go markers, which strategic merge patch, server-side apply and
+/// the OpenAPI documents follow; empty strings where a marker is absent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Merge {
+    /// `merge`, `retainKeys`, `merge,retainKeys`.
+    pub strategy: &'static str,
+    pub key: &'static str,
+    /// `atomic`, `set` or `map`.
+    pub list_type: &'static str,
+    pub map_keys: &'static [&'static str],
+    /// `atomic` for a map or struct replaced whole.
+    pub map_type: &'static str,
+}
+
+/// The markers of field `json` of an OpenAPI definition.
+pub(crate) fn merge_of(definition: &str, json: &str) -> Option<&'static Merge> {
+    schema::MERGE
+        .binary_search_by(|(d, f, _)| (*d, *f).cmp(&(definition, json)))
+        .ok()
+        .map(|i| &schema::MERGE[i].2)
+}
+
+/// Every field with markers: (definition, JSON name, markers).
+pub(crate) fn merge_fields() -> impl Iterator<Item = (&'static str, &'static str, &'static Merge)> {
+    schema::MERGE.iter().map(|(d, f, m)| (*d, *f, m))
+}
+
 fn fields_of(definition: &str) -> Option<&'static [Field]> {
     schema::MESSAGES
         .binary_search_by(|(name, _)| (*name).cmp(definition))
@@ -536,6 +563,16 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+        let merge: Vec<(&str, &str)> = schema::MERGE.iter().map(|(d, f, _)| (*d, *f)).collect();
+        let mut sorted_merge = merge.clone();
+        sorted_merge.sort();
+        assert_eq!(merge, sorted_merge);
+        assert_eq!(
+            merge_of("io.k8s.api.core.v1.PodSpec", "containers")
+                .unwrap()
+                .key,
+            "name"
+        );
         for (name, fields) in schema::MESSAGES {
             for field in *fields {
                 if let Ty::Msg(inner) = field.ty {
