@@ -322,12 +322,55 @@ async fn patches_merge_strategically_and_switch_the_strategy_to_recreate() {
     cms.patch("applied", &pp, &Patch::Apply(&applied))
         .await
         .unwrap();
+    // Another manager's field stays; the field this manager stopped
+    // applying goes.
+    cms.patch(
+        "applied",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"c": "3"}})),
+    )
+    .await
+    .unwrap();
     let more = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "2"}});
     let cm = cms
         .patch("applied", &pp, &Patch::Apply(&more))
         .await
         .unwrap();
-    assert_eq!(cm.data.unwrap().len(), 2);
+    let data = cm.data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["b", "c"]);
+    let managers: Vec<(String, String)> = cm
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.manager.unwrap(), e.operation.unwrap()))
+        .collect();
+    assert!(
+        managers.contains(&("harbor-doctor".into(), "Apply".into())),
+        "{managers:?}"
+    );
+
+    // Changing a field another manager owns is a conflict until forced.
+    let takeover = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"c": "4"}});
+    let other = PatchParams::apply("operator");
+    let e = api_error(
+        cms.patch("applied", &other, &Patch::Apply(&takeover))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(
+        e.message
+            .starts_with("Apply failed with 1 conflict: conflict with "),
+        "{}",
+        e.message
+    );
+    assert!(e.message.ends_with(".data.c"), "{}", e.message);
+    let forced = cms
+        .patch("applied", &other.force(), &Patch::Apply(&takeover))
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["c"], "4");
 }
 
 /// A JSON patch (RFC 6902) of a Deployment. kube builds these only with its

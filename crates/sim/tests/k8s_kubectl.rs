@@ -785,3 +785,122 @@ async fn kubectl_applies_and_explains_from_the_openapi_documents() {
         "{explain}"
     );
 }
+
+/// Server-side apply: kubectl's manager owns what it applied, another
+/// manager's change to the same field is a conflict until forced, and a
+/// field no longer applied goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_server_side_with_managed_fields_and_conflicts() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let manifest = k.dir.path().join("cm.yaml");
+    let path = manifest.to_str().unwrap().to_string();
+    let write = |data: &str| {
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: default\ndata:\n{data}"),
+        )
+        .unwrap()
+    };
+    write("  MODE: blue\n  EXTRA: '1'\n");
+    let out = k.ok(&["apply", "--server-side", "-f", &path]).await;
+    assert_eq!(out.trim(), "configmap/web serverside-applied");
+    let cm = sim.get("v1", "ConfigMap", Some("default"), "web").unwrap();
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{cm}");
+    assert_eq!(entries[0]["manager"], "kubectl");
+    assert_eq!(entries[0]["operation"], "Apply");
+    assert_eq!(entries[0]["fieldsType"], "FieldsV1");
+    assert_eq!(
+        entries[0]["fieldsV1"],
+        serde_json::json!({"f:data": {"f:EXTRA": {}, "f:MODE": {}}})
+    );
+
+    k.ok(&[
+        "patch",
+        "configmap",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"MODE":"green"}}"#,
+    ])
+    .await;
+    let conflict = k.run(&["apply", "--server-side", "-f", &path]).await;
+    assert_ne!(conflict.code, 0);
+    assert!(
+        conflict.stderr.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.MODE"
+        ),
+        "{}",
+        conflict.stderr
+    );
+    assert_eq!(
+        sim.get("v1", "ConfigMap", Some("default"), "web").unwrap()["data"]["MODE"],
+        "green"
+    );
+
+    // Forced, and without EXTRA: MODE is taken back, EXTRA goes.
+    write("  MODE: blue\n");
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+        .await;
+    let cm = sim.get("v1", "ConfigMap", Some("default"), "web").unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"MODE": "blue"}));
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl"], "kubectl-patch owns nothing any more");
+
+    // A keyed list merges by key: a container another manager added stays.
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n",
+    )
+    .unwrap();
+    k.ok(&["apply", "--server-side", "-f", &path]).await;
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"debug","image":"busybox"}]}}}}"#,
+    ])
+    .await;
+    k.ok(&["apply", "--server-side", "-f", &path]).await;
+    let d = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "debug"]);
+    let applied = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kubectl")
+        .unwrap();
+    assert!(
+        applied["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"web\"}"]["f:image"]
+            .is_object(),
+        "{applied}"
+    );
+    let shown = k
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(shown.contains("manager: kubectl-patch"), "{shown}");
+}

@@ -125,6 +125,19 @@ impl ApiError {
         }
     }
 
+    /// A 422 for a bad PatchOptions field, as the real server words it.
+    pub fn invalid_options(field: &str, reason: &str, message: &str) -> Self {
+        Self {
+            code: 422,
+            reason: "Invalid",
+            message: format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}"),
+            details: Some(
+                json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                {"reason": reason, "message": message, "field": field}]}),
+            ),
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }

@@ -21,8 +21,9 @@
 //! - request bodies in JSON, YAML or Kubernetes protobuf (`protobuf`);
 //!   answers are always JSON;
 //! - the OpenAPI v3 and v2 documents of the stored kinds (`openapi`);
+//! - managed fields and server-side apply with conflicts (`managed`);
 //! - not: admission, schemas beyond the validations listed in `store`,
-//!   exec/attach/logs, managed fields.
+//!   exec/attach/logs.
 //!
 //! Tests seed and inspect the state directly (`put`, `get`, `list`) and can
 //! check which calls a client made (`requests`) or make calls fail
@@ -33,6 +34,7 @@ mod controller;
 mod discovery;
 mod errors;
 mod harbor;
+mod managed;
 mod openapi;
 mod patch;
 mod portforward;

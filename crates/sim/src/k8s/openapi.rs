@@ -479,7 +479,17 @@ pub fn unknown_fields(rt: &ResourceType, obj: &Value, patch: bool) -> Vec<String
     out
 }
 
-fn resolve<'a>(schemas: &'a Map<String, Value>, mut schema: &'a Value) -> &'a Value {
+/// The schemas of `rt`'s group version and a reference to `rt`'s own.
+pub(crate) fn schemas_of(rt: &ResourceType) -> Option<(&'static Map<String, Value>, Value)> {
+    let doc = v3(&group_version_path(rt.group, rt.version))?;
+    Some((
+        &doc.schemas,
+        json!({"$ref": format!("#/components/schemas/{}", definition(rt))}),
+    ))
+}
+
+/// Follows `$ref` and single `allOf` wrappers to the schema itself.
+pub(crate) fn resolve<'a>(schemas: &'a Map<String, Value>, mut schema: &'a Value) -> &'a Value {
     for _ in 0..8 {
         if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
             match r

@@ -20,7 +20,7 @@ use super::errors::ApiError;
 use super::rbac::AccessRequest;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{self, DeleteOptions, ListOptions, PatchKind};
-use super::{discovery, openapi, portforward, protobuf, table, Inner, RecordedRequest};
+use super::{discovery, managed, openapi, portforward, protobuf, table, Inner, RecordedRequest};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
@@ -545,6 +545,12 @@ async fn serve_resource(
         }
     };
     let mut warnings: Vec<String> = Vec::new();
+    let manager = managed::manager_of(
+        param(params, "fieldManager"),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let result: Result<(StatusCode, Value), ApiError> = match verb {
         "get" => inner
             .store
@@ -571,14 +577,24 @@ async fn serve_resource(
                     }
                 }
                 inner
-                    .write(|s| s.create(t.rt, &ns, obj, dry_run))
+                    .write(|s| s.create(t.rt, &ns, obj, dry_run, Some(&manager)))
                     .map(|v| (StatusCode::CREATED, v))
             })
         }
         "update" => parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|obj| {
             warnings = check_fields(t.rt, params, &obj, false)?;
             inner
-                .write(|s| s.update(t.rt, &ns, &name, obj, t.subresource.as_deref(), dry_run))
+                .write(|s| {
+                    s.update(
+                        t.rt,
+                        &ns,
+                        &name,
+                        obj,
+                        t.subresource.as_deref(),
+                        dry_run,
+                        Some(&manager),
+                    )
+                })
                 .map(|v| (StatusCode::OK, v))
         }),
         "patch" => {
@@ -599,7 +615,8 @@ async fn serve_resource(
                     if let Some(p) = &patch_body {
                         warnings = check_fields(t.rt, params, p, true)?;
                     }
-                    let manager = param(params, "fieldManager");
+                    let field_manager = param(params, "fieldManager");
+                    let force = is_true(param(params, "force"));
                     let existed = inner.store.lock().get(t.rt, &ns, &name).is_ok();
                     inner
                         .write(|s| {
@@ -609,7 +626,9 @@ async fn serve_resource(
                                 &name,
                                 kind,
                                 &body,
-                                manager,
+                                field_manager,
+                                &manager,
+                                force,
                                 t.subresource.as_deref(),
                                 dry_run,
                             )

@@ -97,7 +97,8 @@ pub(crate) struct Merge {
 }
 
 /// The markers of field `json` of an OpenAPI definition.
-pub(crate) fn merge_of(definition: &str, json: &str) -> Option<&'static Merge> {
+#[cfg(test)]
+fn merge_of(definition: &str, json: &str) -> Option<&'static Merge> {
     schema::MERGE
         .binary_search_by(|(d, f, _)| (*d, *f).cmp(&(definition, json)))
         .ok()
