@@ -322,12 +322,55 @@ async fn patches_merge_strategically_and_switch_the_strategy_to_recreate() {
     cms.patch("applied", &pp, &Patch::Apply(&applied))
         .await
         .unwrap();
+    // Another manager's field stays; the field this manager stopped
+    // applying goes.
+    cms.patch(
+        "applied",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"c": "3"}})),
+    )
+    .await
+    .unwrap();
     let more = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "2"}});
     let cm = cms
         .patch("applied", &pp, &Patch::Apply(&more))
         .await
         .unwrap();
-    assert_eq!(cm.data.unwrap().len(), 2);
+    let data = cm.data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["b", "c"]);
+    let managers: Vec<(String, String)> = cm
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.manager.unwrap(), e.operation.unwrap()))
+        .collect();
+    assert!(
+        managers.contains(&("harbor-doctor".into(), "Apply".into())),
+        "{managers:?}"
+    );
+
+    // Changing a field another manager owns is a conflict until forced.
+    let takeover = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"c": "4"}});
+    let other = PatchParams::apply("operator");
+    let e = api_error(
+        cms.patch("applied", &other, &Patch::Apply(&takeover))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(
+        e.message
+            .starts_with("Apply failed with 1 conflict: conflict with "),
+        "{}",
+        e.message
+    );
+    assert!(e.message.ends_with(".data.c"), "{}", e.message);
+    let forced = cms
+        .patch("applied", &other.force(), &Patch::Apply(&takeover))
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["c"], "4");
 }
 
 /// A JSON patch (RFC 6902) of a Deployment. kube builds these only with its
@@ -837,4 +880,52 @@ async fn port_forward_carries_bytes_both_ways() {
         (pf_req.verb.as_str(), pf_req.also_requires.clone()),
         ("get", vec!["create".to_string()])
     );
+}
+
+#[tokio::test]
+async fn every_namespace_gets_a_default_service_account_unless_the_controller_is_broken() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sim = KubeSim::start().await.unwrap();
+    let c = admin(&sim).await;
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    for ns in ["default", "kube-system"] {
+        let accounts: Api<ServiceAccount> = Api::namespaced(c.clone(), ns);
+        accounts.get("default").await.unwrap();
+    }
+
+    let created: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-zeta"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &created)
+        .await
+        .unwrap();
+    let zeta: Api<ServiceAccount> = Api::namespaced(c.clone(), "team-zeta");
+    let first = zeta.get("default").await.unwrap();
+    assert!(first.secrets.is_none(), "no token Secret since 1.24");
+
+    // Deleted, it comes back at once as a new object.
+    zeta.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    let second = zeta.get("default").await.unwrap();
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+
+    // A broken controller makes none, for a new namespace or a deleted one.
+    sim.break_serviceaccount_controller("team-eta");
+    sim.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-eta"}}))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(sim
+        .get("v1", "ServiceAccount", Some("team-eta"), "default")
+        .is_none());
+    sim.break_serviceaccount_controller("team-zeta");
+    zeta.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let missing = api_error(zeta.get("default").await.unwrap_err());
+    assert_eq!(missing.code, 404);
+
+    sim.repair_serviceaccount_controller("team-zeta");
+    zeta.get("default").await.unwrap();
 }

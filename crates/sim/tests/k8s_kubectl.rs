@@ -558,3 +558,349 @@ async fn kubectl_reports_unauthorized_and_forbidden_like_a_real_cluster() {
         denied.stderr
     );
 }
+
+/// kubectl's `create <kind>` commands go through client-go's typed clients,
+/// which send protobuf bodies for built-in kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_each_stored_kind_it_has_a_command_for_in_protobuf() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let out = k.ok(&["create", "namespace", "team-zeta"]).await;
+    assert_eq!(out.trim(), "namespace/team-zeta created");
+    // The ServiceAccount controller acted at once.
+    k.ok(&["get", "serviceaccount", "default", "-n", "team-zeta"])
+        .await;
+
+    let ns = ["-n", "team-zeta"];
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "create",
+            "secret",
+            "generic",
+            "harbor-robot",
+            "--from-literal=password=s3cr\u{e9}t",
+            "--from-literal=user=robot$team",
+        ],
+        vec![
+            "create",
+            "secret",
+            "docker-registry",
+            "harbor-pullsecret",
+            "--docker-server=harbor.example:8443",
+            "--docker-username=robot$team-zeta-pull",
+            "--docker-password=pw",
+        ],
+        vec!["create", "configmap", "settings", "--from-literal=EXTRA=1"],
+        vec!["create", "serviceaccount", "builder"],
+        vec![
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=8080",
+        ],
+        vec!["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        vec![
+            "create",
+            "ingress",
+            "web",
+            "--class=nginx",
+            "--rule=web.example/*=web:80,tls=web-tls",
+        ],
+    ];
+    for command in &commands {
+        let args: Vec<&str> = command.iter().chain(ns.iter()).copied().collect();
+        let out = k.ok(&args).await;
+        assert!(out.trim().ends_with("created"), "{args:?}: {out}");
+    }
+    let protobuf_creates = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create")
+        .filter(|r| {
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"))
+        })
+        .count();
+    assert_eq!(
+        protobuf_creates,
+        commands.len() + 1,
+        "{:#?}",
+        sim.requests()
+    );
+
+    let secret = sim
+        .get("v1", "Secret", Some("team-zeta"), "harbor-robot")
+        .unwrap();
+    use base64::Engine;
+    let decode = |v: &Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(decode(&secret["data"]["password"]), "s3cr\u{e9}t");
+    assert_eq!(decode(&secret["data"]["user"]), "robot$team");
+    assert_eq!(secret["type"], "Opaque");
+    let pull = sim
+        .get("v1", "Secret", Some("team-zeta"), "harbor-pullsecret")
+        .unwrap();
+    assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+    let config: Value = serde_json::from_str(&decode(&pull["data"][".dockerconfigjson"])).unwrap();
+    assert_eq!(
+        config["auths"]["harbor.example:8443"]["username"],
+        "robot$team-zeta-pull"
+    );
+    let deployment = sim
+        .get("apps/v1", "Deployment", Some("team-zeta"), "web")
+        .unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["selector"]["matchLabels"]["app"], "web");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert!(
+        deployment["metadata"]["creationTimestamp"].is_string(),
+        "{deployment}"
+    );
+    let service = sim.get("v1", "Service", Some("team-zeta"), "web").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    let ingress = sim
+        .get("networking.k8s.io/v1", "Ingress", Some("team-zeta"), "web")
+        .unwrap();
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["backend"]["service"]["name"], "web");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "web-tls");
+
+    // What kubectl shows of them is what it sent.
+    let describe = k
+        .ok(&["describe", "deployment", "web", "-n", "team-zeta"])
+        .await;
+    assert_eq!(
+        field(&describe, "Replicas").split_whitespace().next(),
+        Some("2")
+    );
+    let again = k.run(&["create", "namespace", "team-zeta"]).await;
+    assert!(
+        again
+            .stderr
+            .contains("Error from server (AlreadyExists): namespaces \"team-zeta\" already exists"),
+        "{}",
+        again.stderr
+    );
+}
+
+/// `kubectl apply` reads the OpenAPI v3 documents: whether the server
+/// validates fields itself, and the merge keys of the lists it patches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_explains_from_the_openapi_documents() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let manifest = k.dir.path().join("web.yaml");
+    let write = |replicas: u32, image: &str, env: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n  labels: {{app: web}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n        env: [{env}]\n      - name: sidecar\n        image: busybox\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: default\ndata:\n  MODE: blue\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = manifest.to_str().unwrap().to_string();
+    write(1, "nginx:1.27", "{name: A, value: '1'}");
+    let out = k.ok(&["apply", "-f", &path]).await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["deployment.apps/web created", "configmap/web created"]
+    );
+    let applied = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    assert!(
+        applied["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+
+    // Someone else adds a container; apply keeps it (merge by name) while
+    // it changes what the manifest owns.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"debug","image":"busybox"}]}}}}"#,
+    ])
+    .await;
+    write(3, "nginx:1.28", "{name: B, value: '2'}");
+    let out = k.ok(&["apply", "-f", &path]).await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["deployment.apps/web configured", "configmap/web unchanged"]
+    );
+    let d = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    let containers: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(containers, ["web", "sidecar", "debug"]);
+    let web = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(web["image"], "nginx:1.28");
+    assert_eq!(web["env"], serde_json::json!([{"name": "B", "value": "2"}]));
+
+    // Server-side field validation: kubectl leaves unknown fields to it.
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  namespace: default\ndatta:\n  X: '1'\n",
+    )
+    .unwrap();
+    let typo = k.run(&["apply", "-f", &path]).await;
+    assert_ne!(typo.code, 0, "{}", typo.stdout);
+    assert!(
+        typo.stderr.contains("unknown field \"datta\""),
+        "{}",
+        typo.stderr
+    );
+
+    let explain = k.ok(&["explain", "deployment.spec.strategy"]).await;
+    assert!(explain.contains("GROUP:      apps"), "{explain}");
+    assert!(explain.contains("rollingUpdate"), "{explain}");
+    let explain = k.ok(&["explain", "pods.spec.containers.ports"]).await;
+    assert!(
+        explain.contains("containerPort\t<integer> -required-"),
+        "{explain}"
+    );
+}
+
+/// Server-side apply: kubectl's manager owns what it applied, another
+/// manager's change to the same field is a conflict until forced, and a
+/// field no longer applied goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_server_side_with_managed_fields_and_conflicts() {
+    let sim = KubeSim::start().await.unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let manifest = k.dir.path().join("cm.yaml");
+    let path = manifest.to_str().unwrap().to_string();
+    let write = |data: &str| {
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: default\ndata:\n{data}"),
+        )
+        .unwrap()
+    };
+    write("  MODE: blue\n  EXTRA: '1'\n");
+    let out = k.ok(&["apply", "--server-side", "-f", &path]).await;
+    assert_eq!(out.trim(), "configmap/web serverside-applied");
+    let cm = sim.get("v1", "ConfigMap", Some("default"), "web").unwrap();
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{cm}");
+    assert_eq!(entries[0]["manager"], "kubectl");
+    assert_eq!(entries[0]["operation"], "Apply");
+    assert_eq!(entries[0]["fieldsType"], "FieldsV1");
+    assert_eq!(
+        entries[0]["fieldsV1"],
+        serde_json::json!({"f:data": {"f:EXTRA": {}, "f:MODE": {}}})
+    );
+
+    k.ok(&[
+        "patch",
+        "configmap",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"MODE":"green"}}"#,
+    ])
+    .await;
+    let conflict = k.run(&["apply", "--server-side", "-f", &path]).await;
+    assert_ne!(conflict.code, 0);
+    assert!(
+        conflict.stderr.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.MODE"
+        ),
+        "{}",
+        conflict.stderr
+    );
+    assert_eq!(
+        sim.get("v1", "ConfigMap", Some("default"), "web").unwrap()["data"]["MODE"],
+        "green"
+    );
+
+    // Forced, and without EXTRA: MODE is taken back, EXTRA goes.
+    write("  MODE: blue\n");
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+        .await;
+    let cm = sim.get("v1", "ConfigMap", Some("default"), "web").unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"MODE": "blue"}));
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl"], "kubectl-patch owns nothing any more");
+
+    // A keyed list merges by key: a container another manager added stays.
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n",
+    )
+    .unwrap();
+    k.ok(&["apply", "--server-side", "-f", &path]).await;
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"debug","image":"busybox"}]}}}}"#,
+    ])
+    .await;
+    k.ok(&["apply", "--server-side", "-f", &path]).await;
+    let d = sim
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "debug"]);
+    let applied = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kubectl")
+        .unwrap();
+    assert!(
+        applied["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"web\"}"]["f:image"]
+            .is_object(),
+        "{applied}"
+    );
+    let shown = k
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(shown.contains("manager: kubectl-patch"), "{shown}");
+}

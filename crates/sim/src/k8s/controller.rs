@@ -3,7 +3,8 @@
 //! pod termination by the kubelet, a ReplicaSet controller, the Deployment
 //! controller's status and its scale-down of old ReplicaSets once the new
 //! one is ready, and the attach/detach controller with the kubelet starting
-//! pods once their ReadWriteOnce volumes are attached to their node.
+//! pods once their ReadWriteOnce volumes are attached to their node, and
+//! the ServiceAccount controller's `default` account in every namespace.
 //!
 //! The controllers run in one background loop that wakes after every write
 //! and whenever a timed step (a pod's termination, a volume's attachment)
@@ -57,11 +58,38 @@ fn reconcile(inner: &Inner) -> Option<Duration> {
         changed |= detach_volumes(&mut store);
         changed |= start_pods(&mut store, &mut state, timing, &mut next);
         changed |= update_deployments(&mut store);
+        changed |= ensure_default_service_accounts(&mut store);
         if !changed {
             break;
         }
     }
     next
+}
+
+/// The ServiceAccount controller: every namespace that is not being
+/// deleted has a `default` ServiceAccount, made again when it is deleted,
+/// except where a test broke the controller for that namespace. Token
+/// Secrets are not made: since Kubernetes 1.24 the controller makes none.
+pub(crate) fn ensure_default_service_accounts(store: &mut Store) -> bool {
+    let missing: Vec<String> = store
+        .raw_list("namespaces", None)
+        .into_iter()
+        .filter(|ns| !is_deleting(ns) && ns["status"]["phase"] != "Terminating")
+        .map(name_of)
+        .filter(|ns| {
+            !store.service_account_controller_broken.contains(ns)
+                && store.raw_get("serviceaccounts", ns, "default").is_none()
+        })
+        .collect();
+    for ns in &missing {
+        let account = with_identity(json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": ns},
+        }));
+        store.raw_put("serviceaccounts", account);
+    }
+    !missing.is_empty()
 }
 
 fn soonest(next: &mut Option<Duration>, d: Duration) {

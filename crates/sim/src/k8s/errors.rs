@@ -125,6 +125,19 @@ impl ApiError {
         }
     }
 
+    /// A 422 for a bad PatchOptions field, as the real server words it.
+    pub fn invalid_options(field: &str, reason: &str, message: &str) -> Self {
+        Self {
+            code: 422,
+            reason: "Invalid",
+            message: format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}"),
+            details: Some(
+                json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                {"reason": reason, "message": message, "field": field}]}),
+            ),
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
@@ -169,11 +182,28 @@ impl ApiError {
         )
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    /// A 415 naming the media types the endpoint reads, in the real
+    /// server's words.
+    pub fn unsupported_media_type(accepted: &[&str]) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
+    /// A 406 for an Accept header that names nothing the server writes.
+    pub fn not_acceptable(supported: &[&str]) -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: {}",
+                supported.join(", ")
+            ),
         )
     }
 

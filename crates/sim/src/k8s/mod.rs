@@ -11,13 +11,19 @@
 //!   patch/delete, resourceVersion conflicts, the real Status error bodies,
 //!   token authentication and RBAC-like rules, watch, and `pods/portforward`
 //!   over WebSocket bridged to real TCP addresses;
-//! - a few controllers, reduced to what the Multi-Attach story needs: the
+//! - a few controllers, reduced to what the doctor's stories need: the
 //!   garbage collector, graceful pod termination, a ReplicaSet controller, a
-//!   Deployment status model and an attach/detach + kubelet model for
-//!   ReadWriteOnce volumes (`controller`), and seeds for a Harbor release
-//!   and a CloudNativePG database (`harbor`);
+//!   Deployment status model, an attach/detach + kubelet model for
+//!   ReadWriteOnce volumes and the ServiceAccount controller's `default`
+//!   account per namespace, which a test can break per namespace
+//!   (`controller`); and seeds for a Harbor release and a CloudNativePG
+//!   database (`harbor`);
+//! - request bodies in JSON, YAML or Kubernetes protobuf (`protobuf`);
+//!   answers are always JSON;
+//! - the OpenAPI v3 and v2 documents of the stored kinds (`openapi`);
+//! - managed fields and server-side apply with conflicts (`managed`);
 //! - not: admission, schemas beyond the validations listed in `store`,
-//!   protobuf, exec/attach/logs, managed fields.
+//!   exec/attach/logs.
 //!
 //! Tests seed and inspect the state directly (`put`, `get`, `list`) and can
 //! check which calls a client made (`requests`) or make calls fail
@@ -28,8 +34,11 @@ mod controller;
 mod discovery;
 mod errors;
 mod harbor;
+mod managed;
+mod openapi;
 mod patch;
 mod portforward;
+mod protobuf;
 mod rbac;
 mod selector;
 mod server;
@@ -81,6 +90,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub user: Option<String>,
     pub status: u16,
+    /// The request body's Content-Type, when it had one.
+    pub content_type: Option<String>,
 }
 
 /// A failure the server answers instead of handling a request.
@@ -187,8 +198,17 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Runs `f` on the store, then lets the controllers react.
+    ///
+    /// The ServiceAccount controller acts before the lock is released: on a
+    /// real cluster it makes `default` within milliseconds, and a test that
+    /// creates a namespace and at once reads its account must not race it.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        let out = f(&mut self.store.lock());
+        let out = {
+            let mut store = self.store.lock();
+            let out = f(&mut store);
+            controller::ensure_default_service_accounts(&mut store);
+            out
+        };
         self.wake.notify_one();
         out
     }
@@ -241,6 +261,7 @@ impl KubeSim {
                     .put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
                     .map_err(|e| anyhow!("seeding the {ns} namespace: {e}"))?;
             }
+            controller::ensure_default_service_accounts(&mut store);
         }
         tokio::spawn(controller::run(inner.clone()));
         Ok(KubeSim {
@@ -440,6 +461,26 @@ impl KubeSim {
     pub fn set_timing(&self, timing: Timing) {
         *self.inner.timing.lock() = timing;
         self.inner.wake.notify_one();
+    }
+
+    /// Stops the ServiceAccount controller in namespace `ns` (which need not
+    /// exist yet): a `default` ServiceAccount deleted there stays deleted,
+    /// and a namespace created with that name gets none, as on a cluster
+    /// whose controller-manager fails for it. The account already there is
+    /// left alone; delete it to plant a namespace without one.
+    pub fn break_serviceaccount_controller(&self, ns: &str) {
+        self.inner
+            .store
+            .lock()
+            .service_account_controller_broken
+            .insert(ns.to_string());
+    }
+
+    /// Undoes [`KubeSim::break_serviceaccount_controller`]: the controller
+    /// makes the missing `default` ServiceAccount at once.
+    pub fn repair_serviceaccount_controller(&self, ns: &str) {
+        self.inner
+            .write(|s| s.service_account_controller_broken.remove(ns));
     }
 
     /// Marks a node Ready or NotReady (kubelet stopped posting status).

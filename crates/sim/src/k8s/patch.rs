@@ -1,6 +1,6 @@
-//! The four PATCH flavours the API server accepts: JSON merge patch
-//! (RFC 7386), strategic merge patch, JSON patch (RFC 6902) and a simplified
-//! server-side apply.
+//! Three of the PATCH flavours the API server accepts: JSON merge patch
+//! (RFC 7386), strategic merge patch and JSON patch (RFC 6902); the fourth,
+//! server-side apply, is in `managed`.
 //!
 //! Strategic merge patch needs the per-field list strategies that the real
 //! server reads from the Go struct tags (`patchStrategy`, `patchMergeKey`);

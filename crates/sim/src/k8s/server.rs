@@ -20,7 +20,7 @@ use super::errors::ApiError;
 use super::rbac::AccessRequest;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{self, DeleteOptions, ListOptions, PatchKind};
-use super::{discovery, portforward, table, Inner, RecordedRequest};
+use super::{discovery, managed, openapi, portforward, protobuf, table, Inner, RecordedRequest};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
@@ -42,6 +42,10 @@ enum Route {
     GroupList,
     Group(String),
     GroupVersion(String, String),
+    OpenApiV2,
+    OpenApiV3Index,
+    /// `api/v1` or `apis/<group>/<version>`.
+    OpenApiV3(String),
     Resource(Target),
     NotFound,
 }
@@ -53,6 +57,9 @@ fn resolve(path: &str) -> Route {
         ["healthz"] | ["livez"] | ["readyz"] => Route::Health,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::GroupList,
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3Index,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["api", version, rest @ ..] => resolve_in("", version, rest),
         ["apis", group] => Route::Group(group.to_string()),
         ["apis", group, version, rest @ ..] => resolve_in(group, version, rest),
@@ -167,6 +174,11 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         path: path.clone(),
         user: None,
         status: 0,
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     if let Route::Resource(t) = &route {
         record.group = t.rt.group.to_string();
@@ -201,7 +213,7 @@ async fn dispatch(
     record.user = Some(principal.user.clone());
     let target = match route {
         Route::Resource(target) => target,
-        other => return serve_discovery(other, &parts.headers),
+        other => return serve_discovery(other, &parts.headers, params),
     };
     if record.verb.is_empty() {
         return ApiError::method_not_allowed().into_response();
@@ -255,8 +267,20 @@ async fn dispatch(
     }
 }
 
-fn serve_discovery(route: Route, headers: &HeaderMap) -> Response {
+fn serve_discovery(route: Route, headers: &HeaderMap, params: &[(String, String)]) -> Response {
     match route {
+        Route::OpenApiV2 => {
+            if !accepts_json(headers) {
+                return ApiError::not_acceptable(&["application/json"]).into_response();
+            }
+            let doc = openapi::v2();
+            openapi_response(&doc.body, &doc.hash, None)
+        }
+        Route::OpenApiV3Index => json_response(StatusCode::OK, &openapi::v3_index()),
+        Route::OpenApiV3(path) => match openapi::v3(&path) {
+            Some(doc) => openapi_response(&doc.body, &doc.hash, param(params, "hash")),
+            None => ApiError::path_not_found().into_response(),
+        },
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => (StatusCode::OK, "ok").into_response(),
         Route::CoreVersions => {
@@ -277,6 +301,26 @@ fn serve_discovery(route: Route, headers: &HeaderMap) -> Response {
         },
         Route::NotFound | Route::Resource(_) => ApiError::path_not_found().into_response(),
     }
+}
+
+/// An OpenAPI document; one fetched by its current hash may be cached for
+/// good, as the real server tells clients.
+fn openapi_response(body: &str, hash: &str, asked_hash: Option<&str>) -> Response {
+    let cache = if asked_hash == Some(hash) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::ETAG, format!("\"{hash}\"")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn target_ns(t: &Target) -> String {
@@ -397,22 +441,74 @@ fn list_options(params: &[(String, String)]) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, ApiError> {
-    let ct = headers
+/// The media types a create or update body may come in.
+const BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    protobuf::CONTENT_TYPE,
+];
+
+/// The media types a PATCH body may come in.
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+    "application/strategic-merge-patch+json",
+];
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::unsupported_media_type(ct));
+        .unwrap_or("application/json")
+}
+
+/// Reads a create, update or DeleteOptions body in JSON, YAML or
+/// Kubernetes protobuf (`api_version` and `kind` name the type a protobuf
+/// envelope without a TypeMeta holds).
+fn parse_body(
+    body: &Bytes,
+    headers: &HeaderMap,
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if protobuf::is_protobuf(ct) {
+        return protobuf::decode_object(body, api_version, kind).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        });
     }
-    if ct.contains("yaml") {
-        return serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()));
+    match media {
+        "application/yaml" => {
+            serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request was in an unknown format: {e}"
+            ))
+        }),
+        _ => Err(ApiError::unsupported_media_type(BODY_TYPES)),
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request was in an unknown format: {e}"
-        ))
-    })
+}
+
+/// Whether the client accepts an answer in JSON, which is all this server
+/// writes: real clients list JSON beside protobuf, or */*.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .collect();
+    accept.is_empty()
+        || accept.iter().any(|t| {
+            matches!(
+                *t,
+                "application/json" | "application/*" | "*/*" | "application/yaml" | ""
+            )
+        })
 }
 
 async fn serve_resource(
@@ -427,6 +523,9 @@ async fn serve_resource(
         if sub != "status" || !t.rt.has_status {
             return ApiError::path_not_found().into_response();
         }
+    }
+    if !accepts_json(headers) {
+        return ApiError::not_acceptable(&["application/json", "application/yaml"]).into_response();
     }
     let ns = if t.rt.plural == "namespaces" {
         String::new()
@@ -445,6 +544,13 @@ async fn serve_resource(
             json_response(code, &v)
         }
     };
+    let mut warnings: Vec<String> = Vec::new();
+    let manager = managed::manager_of(
+        param(params, "fieldManager"),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let result: Result<(StatusCode, Value), ApiError> = match verb {
         "get" => inner
             .store
@@ -460,21 +566,35 @@ async fn serve_resource(
                 .map(|v| (StatusCode::OK, v))
         }),
         "watch" => return watch(inner, t, params).await,
-        "create" => parse_json(&body, headers).and_then(|mut obj| {
-            // As the real strategies' PrepareForCreate: a client cannot set
-            // the status of a kind with a status subresource.
-            if t.rt.has_status && t.rt.plural != "namespaces" {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
+        "create" => {
+            parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|mut obj| {
+                warnings = check_fields(t.rt, params, &obj, false)?;
+                // As the real strategies' PrepareForCreate: a client cannot set
+                // the status of a kind with a status subresource.
+                if t.rt.has_status && t.rt.plural != "namespaces" {
+                    if let Some(o) = obj.as_object_mut() {
+                        o.remove("status");
+                    }
                 }
-            }
+                inner
+                    .write(|s| s.create(t.rt, &ns, obj, dry_run, Some(&manager)))
+                    .map(|v| (StatusCode::CREATED, v))
+            })
+        }
+        "update" => parse_body(&body, headers, &t.rt.api_version(), t.rt.kind).and_then(|obj| {
+            warnings = check_fields(t.rt, params, &obj, false)?;
             inner
-                .write(|s| s.create(t.rt, &ns, obj, dry_run))
-                .map(|v| (StatusCode::CREATED, v))
-        }),
-        "update" => parse_json(&body, headers).and_then(|obj| {
-            inner
-                .write(|s| s.update(t.rt, &ns, &name, obj, t.subresource.as_deref(), dry_run))
+                .write(|s| {
+                    s.update(
+                        t.rt,
+                        &ns,
+                        &name,
+                        obj,
+                        t.subresource.as_deref(),
+                        dry_run,
+                        Some(&manager),
+                    )
+                })
                 .map(|v| (StatusCode::OK, v))
         }),
         "patch" => {
@@ -483,9 +603,20 @@ async fn serve_resource(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             match PatchKind::from_content_type(ct) {
-                None => Err(ApiError::unsupported_media_type(ct)),
-                Some(kind) => {
-                    let manager = param(params, "fieldManager");
+                None => Err(ApiError::unsupported_media_type(PATCH_TYPES)),
+                Some(kind) => (|| {
+                    let patch_body: Option<Value> = match kind {
+                        PatchKind::Merge | PatchKind::Strategic => {
+                            serde_json::from_slice(&body).ok()
+                        }
+                        PatchKind::Apply => serde_yaml::from_slice(&body).ok(),
+                        PatchKind::Json => None,
+                    };
+                    if let Some(p) = &patch_body {
+                        warnings = check_fields(t.rt, params, p, true)?;
+                    }
+                    let field_manager = param(params, "fieldManager");
+                    let force = is_true(param(params, "force"));
                     let existed = inner.store.lock().get(t.rt, &ns, &name).is_ok();
                     inner
                         .write(|s| {
@@ -495,7 +626,9 @@ async fn serve_resource(
                                 &name,
                                 kind,
                                 &body,
-                                manager,
+                                field_manager,
+                                &manager,
+                                force,
                                 t.subresource.as_deref(),
                                 dry_run,
                             )
@@ -508,24 +641,70 @@ async fn serve_resource(
                             };
                             (code, v)
                         })
-                }
+                })(),
             }
         }
-        "delete" => delete_options(params, &body).and_then(|opts| {
+        "delete" => delete_options(params, &body, headers).and_then(|opts| {
             inner
                 .write(|s| s.delete(t.rt, &ns, &name, &opts))
                 .map(|v| (StatusCode::OK, v))
         }),
-        "deletecollection" => delete_collection(inner, t, params, &body),
+        "deletecollection" => delete_collection(inner, t, params, &body, headers),
         _ => Err(ApiError::method_not_allowed()),
     };
-    match result {
+    let mut response = match result {
         Ok((code, v)) => render(code, v),
         Err(e) => e.into_response(),
+    };
+    for w in warnings {
+        // The form of RFC 7234 warnings the real server sends (code 299).
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = header::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, v);
+        }
     }
+    response
 }
 
-fn delete_options(params: &[(String, String)], body: &Bytes) -> Result<DeleteOptions, ApiError> {
+/// Server-side field validation (`fieldValidation`): unknown fields refuse
+/// the request under Strict (what kubectl sends), are warned about under
+/// Warn (the default) and pass under Ignore. `patch` skips the directives
+/// of a strategic merge patch.
+fn check_fields(
+    rt: &ResourceType,
+    params: &[(String, String)],
+    obj: &Value,
+    patch: bool,
+) -> Result<Vec<String>, ApiError> {
+    let directive = param(params, "fieldValidation").unwrap_or("Warn");
+    if !matches!(directive, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {directive:?}"
+        )));
+    }
+    if directive == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let unknown: Vec<String> = openapi::unknown_fields(rt, obj, patch)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if directive == "Strict" && !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = rt.kind,
+            version = rt.version
+        )));
+    }
+    Ok(unknown)
+}
+
+fn delete_options(
+    params: &[(String, String)],
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions {
         propagation: param(params, "propagationPolicy").map(str::to_string),
         grace_period_seconds: param(params, "gracePeriodSeconds").and_then(|g| g.parse().ok()),
@@ -533,8 +712,7 @@ fn delete_options(params: &[(String, String)], body: &Bytes) -> Result<DeleteOpt
         ..DeleteOptions::default()
     };
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("decoding DeleteOptions: {e}")))?;
+        let v = parse_body(body, headers, "meta.k8s.io/v1", "DeleteOptions")?;
         if let Some(p) = v["propagationPolicy"].as_str() {
             opts.propagation = Some(p.to_string());
         }
@@ -565,8 +743,9 @@ fn delete_collection(
     t: &Target,
     params: &[(String, String)],
     body: &Bytes,
+    headers: &HeaderMap,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let opts = delete_options(params, body)?;
+    let opts = delete_options(params, body, headers)?;
     let list_opts = list_options(params)?;
     inner.write(|s| {
         let list = s.list(t.rt, t.namespace.as_deref(), &list_opts)?;

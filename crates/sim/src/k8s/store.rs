@@ -7,7 +7,7 @@
 //! a namespace's objects together so that listing one namespace does not
 //! scan the others, as etcd's key layout does.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 use super::catalog::{self, ResourceType};
 use super::errors::ApiError;
+use super::managed;
 use super::patch;
 use super::selector::{FieldSelector, LabelSelector};
 
@@ -43,6 +44,8 @@ pub(crate) struct Store {
     pub(crate) changes: broadcast::Sender<Arc<Change>>,
     /// When each pod deleted gracefully may be removed.
     pub(crate) terminating: HashMap<String, std::time::Instant>,
+    /// Namespaces where the ServiceAccount controller does not act.
+    pub(crate) service_account_controller_broken: HashSet<String>,
 }
 
 /// Which PATCH flavour a request uses, from its Content-Type.
@@ -201,6 +204,7 @@ impl Store {
             history: VecDeque::new(),
             changes,
             terminating: HashMap::new(),
+            service_account_controller_broken: HashSet::new(),
         }
     }
 
@@ -387,12 +391,15 @@ impl Store {
         Ok(())
     }
 
+    /// POST. `manager` is recorded in managedFields as owning every field
+    /// (None for seeding, which stores objects as given).
     pub fn create(
         &mut self,
         rt: &ResourceType,
         ns: &str,
         obj: Value,
         dry_run: bool,
+        manager: Option<&str>,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -464,6 +471,9 @@ impl Store {
         }
         default_object(st, &mut obj);
         validate(st, &name, &obj, None)?;
+        if let Some(manager) = manager {
+            managed::record_update(st, None, &mut obj, manager, None);
+        }
         let stored = if dry_run {
             obj
         } else {
@@ -473,6 +483,7 @@ impl Store {
     }
 
     /// PUT: replaces the object (or, for `status`, only its status).
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         rt: &ResourceType,
@@ -481,6 +492,7 @@ impl Store {
         obj: Value,
         subresource: Option<&str>,
         dry_run: bool,
+        manager: Option<&str>,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -507,9 +519,13 @@ impl Store {
             }
         }
         let new = merge_update(st, &old, obj, subresource);
-        self.write_update(rt, st, name, &old, new, dry_run)
+        let tracking = manager.map(|m| (m, subresource));
+        self.write_update(rt, st, name, &old, new, dry_run, tracking)
     }
 
+    /// Stores an updated object; `tracking` names the manager (and
+    /// subresource) to record as owning what changed.
+    #[allow(clippy::too_many_arguments)]
     fn write_update(
         &mut self,
         rt: &ResourceType,
@@ -518,6 +534,7 @@ impl Store {
         old: &Value,
         mut new: Value,
         dry_run: bool,
+        tracking: Option<(&str, Option<&str>)>,
     ) -> Result<Value, ApiError> {
         new["kind"] = json!(st.kind);
         new["apiVersion"] = json!(st.api_version());
@@ -545,6 +562,17 @@ impl Store {
             new["metadata"]["generation"] = json!(generation);
         }
         validate(st, name, &new, Some(old))?;
+        match tracking {
+            Some((manager, subresource)) => {
+                managed::record_update(st, Some(old), &mut new, manager, subresource)
+            }
+            None if new["metadata"].get("managedFields").is_none() => {
+                if let Some(m) = old["metadata"].get("managedFields") {
+                    new["metadata"]["managedFields"] = m.clone();
+                }
+            }
+            None => {}
+        }
         // A write that changes nothing does not bump the resourceVersion.
         let mut unchanged = new.clone();
         unchanged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
@@ -567,6 +595,9 @@ impl Store {
         Ok(to_api(rt, &stored))
     }
 
+    /// PATCH. `field_manager` is the request's parameter (required for an
+    /// apply); `manager` the one recorded, derived from it or the
+    /// User-Agent.
     #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
@@ -576,6 +607,8 @@ impl Store {
         kind: PatchKind,
         body: &[u8],
         field_manager: Option<&str>,
+        manager: &str,
+        force: bool,
         subresource: Option<&str>,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
@@ -583,13 +616,11 @@ impl Store {
         let key_ns = if rt.namespaced { ns } else { "" };
         if kind == PatchKind::Apply {
             if field_manager.is_none_or(str::is_empty) {
-                return Err(ApiError {
-                    code: 422,
-                    reason: "Invalid",
-                    message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
-                    details: Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                        {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})),
-                });
+                return Err(ApiError::invalid_options(
+                    "fieldManager",
+                    "FieldValueRequired",
+                    "Required value: is required for apply patch",
+                ));
             }
             let applied: Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -600,11 +631,42 @@ impl Store {
                     rt.api_version()
                 )));
             }
-            if self.raw_get(st.storage, key_ns, name).is_none() {
-                let mut obj = applied;
-                obj["metadata"]["name"] = json!(name);
-                return self.create(rt, ns, obj, dry_run);
+            if applied["kind"].as_str() != Some(rt.kind) {
+                return Err(ApiError::bad_request(format!(
+                    "Incorrect kind specified in apply patch. Specified patch kind: {}, expected: {}",
+                    applied["kind"].as_str().unwrap_or(""),
+                    rt.kind
+                )));
             }
+            if let Some(applied_name) = meta_str(&applied, "name") {
+                if applied_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({applied_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+            }
+            let existing = self.raw_get(st.storage, key_ns, name).cloned();
+            let current = existing.as_ref().map(|o| to_api(rt, o));
+            let mut merged =
+                managed::apply(rt, current.as_ref(), &applied, manager, force, subresource)?;
+            return match existing {
+                None => {
+                    merged["metadata"]["name"] = json!(name);
+                    self.create(rt, ns, merged, dry_run, None)
+                }
+                Some(old) => {
+                    let mut new = merge_update(st, &old, from_api(rt, &merged), subresource);
+                    new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+                    self.write_update(rt, st, name, &old, new, dry_run, None)
+                }
+            };
+        }
+        if force {
+            return Err(ApiError::invalid_options(
+                "force",
+                "FieldValueForbidden",
+                "Forbidden: may not be specified for non-apply patch",
+            ));
         }
         let Some(old) = self.raw_get(st.storage, key_ns, name).cloned() else {
             return Err(ApiError::not_found(rt, name));
@@ -636,12 +698,7 @@ impl Store {
                         .map_err(|e| ApiError::new(422, "Invalid", e))?
                 }
             }
-            PatchKind::Apply => {
-                let applied: Value = serde_yaml::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                patch::strategic_merge_patch(&current, &applied)
-                    .map_err(|e| ApiError::new(422, "Invalid", e))?
-            }
+            PatchKind::Apply => unreachable!("an apply returned above"),
         };
         if meta_str(&patched, "name").is_some_and(|n| n != name) {
             return Err(ApiError::bad_request(format!(
@@ -651,7 +708,15 @@ impl Store {
         }
         let mut new = merge_update(st, &old, from_api(rt, &patched), subresource);
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        self.write_update(rt, st, name, &old, new, dry_run)
+        self.write_update(
+            rt,
+            st,
+            name,
+            &old,
+            new,
+            dry_run,
+            Some((manager, subresource)),
+        )
     }
 
     /// DELETE of one object. Returns the HTTP answer body; graceful pod
@@ -813,12 +878,12 @@ impl Store {
         let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
         if rt.namespaced && !self.namespace_exists(&ns) {
             let ns_type = catalog::by_kind("v1", "Namespace").expect("namespaces are served");
-            self.create(ns_type, "", json!({"metadata": {"name": ns}}), false)?;
+            self.create(ns_type, "", json!({"metadata": {"name": ns}}), false, None)?;
         }
         let st = storage_type(rt);
         let key_ns = if rt.namespaced { ns.as_str() } else { "" };
         match self.raw_get(st.storage, key_ns, &name).cloned() {
-            None => self.create(rt, &ns, obj, false),
+            None => self.create(rt, &ns, obj, false, None),
             Some(old) => {
                 let mut obj = from_api(rt, &obj);
                 // Seeds may set status and creation times (an old event, a
