@@ -273,7 +273,10 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
         subjects(&doc, "registry-strategy").contains(&"deployment harbor/harbor-registry".into())
     );
     assert_eq!(subjects(&doc, "cli-login"), ["Harbor oidc_scope"]);
-    assert_eq!(subjects(&doc, "teams"), ["team beta", "team gamma"]);
+    assert_eq!(
+        subjects(&doc, "teams"),
+        ["team beta", "team delta", "team epsilon", "team gamma"]
+    );
 
     // With only the kubeconfig (and Harbor's CA, since its certificate is
     // the lab's own), the doctor finds Harbor, the database and Keycloak
@@ -349,6 +352,8 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
             "harbor-doctor fix oidc-conflict --user bob@example.com --yes",
             "harbor-doctor fix registry-strategy --yes",
             "harbor-doctor provision --team beta --yes",
+            "harbor-doctor provision --team delta --yes",
+            "harbor-doctor provision --team epsilon --yes",
             "harbor-doctor provision --team gamma --yes",
         ]
     );
@@ -421,6 +426,8 @@ fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
         "+ harbor-doctor fix oidc-conflict --user bob@example.com --yes",
         "+ harbor-doctor fix registry-strategy --yes",
         "+ harbor-doctor provision --team beta --yes",
+        "+ harbor-doctor provision --team delta --yes",
+        "+ harbor-doctor provision --team epsilon --yes",
         "+ harbor-doctor provision --team gamma --yes",
     ] {
         assert_eq!(out.matches(repair).count(), 1, "{repair}:\n{out}");

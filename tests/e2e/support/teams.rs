@@ -227,6 +227,7 @@ impl Install {
 /// situation plants it here, so that it is made in one place whatever the
 /// simulated cluster's controllers do.
 pub fn namespace_without_default_service_account(kube: &KubeSim, ns: &str) {
+    kube.break_serviceaccount_controller(ns);
     kube.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         .unwrap();
     if kube

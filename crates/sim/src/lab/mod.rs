@@ -65,6 +65,19 @@ pub const HEALTHY_TEAM: &str = "alpha";
 pub const TEAM_WITHOUT_ROBOT: &str = "beta";
 /// A team whose `harbor-pullsecret` Secret was deleted.
 pub const TEAM_WITHOUT_PULL_SECRET: &str = "gamma";
+/// A team whose builds robot (current Otomi's third robot) was deleted.
+pub const TEAM_WITHOUT_BUILDS_ROBOT: &str = "delta";
+/// A team namespace with no `default` ServiceAccount, as when the
+/// ServiceAccount controller is not running.
+pub const TEAM_WITHOUT_SERVICEACCOUNT: &str = "epsilon";
+/// Every team the lab provisions.
+pub const TEAMS: [&str; 5] = [
+    HEALTHY_TEAM,
+    TEAM_WITHOUT_ROBOT,
+    TEAM_WITHOUT_PULL_SECRET,
+    TEAM_WITHOUT_BUILDS_ROBOT,
+    TEAM_WITHOUT_SERVICEACCOUNT,
+];
 
 /// Where the registry database comes from.
 pub enum Postgres {
@@ -316,7 +329,7 @@ impl Lab {
     /// push robot in Harbor and another its pull Secret in the cluster.
     fn plant_teams(&mut self) -> Result<()> {
         let host = self.registry_host()?;
-        for id in [HEALTHY_TEAM, TEAM_WITHOUT_ROBOT, TEAM_WITHOUT_PULL_SECRET] {
+        for id in TEAMS {
             let name = format!("team-{id}");
             self.kube
                 .put(json!({"apiVersion": "v1", "kind": "Namespace",
@@ -324,29 +337,48 @@ impl Lab {
             self.harbor.add_project(&name, false);
             self.harbor.add_group_member(&name, &name, 3, 2);
             self.harbor.add_group_member(&name, "all-teams-admin", 3, 1);
-            for (kind, actions) in [("pull", &["pull"][..]), ("push", &["pull", "push"][..])] {
+            // As current Otomi provisions a team: pull, push and builds
+            // robots, each with its Secret.
+            for (kind, actions) in [
+                ("pull", &["pull"][..]),
+                ("push", &["pull", "push"][..]),
+                ("builds", &["pull", "push"][..]),
+            ] {
                 let robot = self.harbor.add_robot(RobotSeed::system(
                     &format!("{name}-{kind}"),
                     &name,
                     actions,
                 ));
                 let login = self.harbor.robot_login_name(&robot);
-                self.kube.put(docker_secret(
-                    &name,
-                    &format!("harbor-{kind}secret"),
-                    &host,
-                    &login,
-                    &robot.secret,
-                ))?;
-                if id == TEAM_WITHOUT_ROBOT && kind == "push" {
+                self.kube.put(if kind == "builds" {
+                    builds_secret(&name, &host, &login, &robot.secret)
+                } else {
+                    docker_secret(
+                        &name,
+                        &format!("harbor-{kind}secret"),
+                        &host,
+                        &login,
+                        &robot.secret,
+                    )
+                })?;
+                if (id == TEAM_WITHOUT_ROBOT && kind == "push")
+                    || (id == TEAM_WITHOUT_BUILDS_ROBOT && kind == "builds")
+                {
                     self.harbor.remove_robot(robot.id);
                 }
             }
-            self.kube
-                .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                                 "metadata": {"name": "default", "namespace": name},
-                                 "imagePullSecrets": [{"name": "harbor-pullsecret"},
-                                                      {"name": "harbor-pushsecret"}]}))?;
+            if id == TEAM_WITHOUT_SERVICEACCOUNT {
+                self.kube.break_serviceaccount_controller(&name);
+                let _ = self
+                    .kube
+                    .delete("v1", "ServiceAccount", Some(&name), "default");
+            } else {
+                self.kube
+                    .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                     "metadata": {"name": "default", "namespace": name},
+                                     "imagePullSecrets": [{"name": "harbor-pullsecret"},
+                                                          {"name": "harbor-pushsecret"}]}))?;
+            }
         }
         self.kube.delete(
             "v1",
@@ -356,16 +388,14 @@ impl Lab {
         )?;
         self.planted.push(format!(
             "teams: team-{TEAM_WITHOUT_ROBOT}'s push robot was deleted in Harbor; \
-             team-{TEAM_WITHOUT_PULL_SECRET}'s harbor-pullsecret Secret is missing \
-             (team-{HEALTHY_TEAM} is healthy)"
+             team-{TEAM_WITHOUT_PULL_SECRET}'s harbor-pullsecret Secret is missing; \
+             team-{TEAM_WITHOUT_BUILDS_ROBOT}'s builds robot was deleted; \
+             team-{TEAM_WITHOUT_SERVICEACCOUNT} has no default ServiceAccount (the \
+             ServiceAccount controller is \"broken\" there); team-{HEALTHY_TEAM} is healthy"
         ));
         Ok(())
     }
 
-    /// The settings Otomi's Harbor operator reads, as Otomi's chart writes
-    /// them, with the lab's Harbor credentials and OIDC configuration: the
-    /// operator re-applies these to Harbor every cycle, so they must be the
-    /// lab's own or it would reconfigure the lab's Harbor.
     /// Keycloak's admin login where Otomi keeps it, so the doctor finds
     /// Keycloak with nothing but the kubeconfig.
     fn plant_keycloak_admin(&mut self, password: &str) -> Result<()> {
@@ -382,6 +412,10 @@ impl Lab {
         Ok(())
     }
 
+    /// The settings Otomi's Harbor operator reads, as Otomi's chart writes
+    /// them, with the lab's Harbor credentials and OIDC configuration: the
+    /// operator re-applies these to Harbor every cycle, so they must be the
+    /// lab's own or it would reconfigure the lab's Harbor.
     fn plant_operator_settings(&mut self, issuer: &str) -> Result<()> {
         let config = |key: &str| {
             self.harbor
@@ -394,7 +428,7 @@ impl Lab {
         let flag = |key: &str| -> Result<String> {
             Ok(config(key)?.as_bool().unwrap_or(false).to_string())
         };
-        let teams = [HEALTHY_TEAM, TEAM_WITHOUT_ROBOT, TEAM_WITHOUT_PULL_SECRET];
+        let teams = TEAMS;
         self.kube.put(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": OPERATOR_CONFIGMAP, "namespace": OPERATOR_NAMESPACE},
@@ -497,6 +531,18 @@ fn docker_secret(
     json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
            "metadata": {"name": name, "namespace": ns},
            "data": {".dockerconfigjson": b64.encode(config.to_string())}})
+}
+
+/// The builds robot's Secret as current Otomi writes it: Opaque, the docker
+/// config under `config.json`, with a placeholder email.
+fn builds_secret(ns: &str, host: &str, user: &str, password: &str) -> serde_json::Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let config = json!({"auths": {host: {
+        "username": user, "password": password, "email": "not@val.id",
+        "auth": b64.encode(format!("{user}:{password}"))}}});
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+           "metadata": {"name": "harbor-pushsecret-builds", "namespace": ns},
+           "data": {"config.json": b64.encode(config.to_string())}})
 }
 
 async fn start_postgres(postgres: Postgres) -> Result<(PgHolder, Registry)> {
