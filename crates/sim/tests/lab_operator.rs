@@ -52,7 +52,7 @@ async fn the_operators_settings_match_the_labs_harbor() {
     // `team-<id>`: each is a namespace of the lab with a Harbor project.
     let teams: Vec<String> =
         serde_json::from_str(data["teamNamespaces"].as_str().unwrap()).unwrap();
-    assert_eq!(teams, ["alpha", "beta", "gamma"]);
+    assert_eq!(teams, harbor_doctor_sim::lab::TEAMS);
     for id in &teams {
         let ns = format!("team-{id}");
         assert!(
