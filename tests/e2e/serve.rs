@@ -458,3 +458,58 @@ async fn diagnose_prints_the_gauges_once_for_a_textfile_or_a_pushgateway() {
         );
     }
 }
+
+/// `promtool check rules` and `promtool test rules` (our own cases in
+/// tests/e2e/fixtures/alerts.test.yaml) on deploy/monitoring.yaml's
+/// PrometheusRule, whose `spec.groups` is a Prometheus rules file.
+#[test]
+fn the_prometheus_rules_pass_promtool_and_their_tests() {
+    let docs: Vec<serde_json::Value> =
+        serde_yaml::Deserializer::from_str(include_str!("../../deploy/monitoring.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceMonitor", "PrometheusRule"]);
+    let rule = &docs[1];
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "HarborDoctorProblem",
+            "HarborDoctorCheckErroring",
+            "HarborDoctorDown",
+            "HarborDoctorStale"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules =
+        serde_yaml::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    std::fs::write(
+        dir.path().join("alerts.test.yaml"),
+        include_str!("fixtures/alerts.test.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let o = promtool()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
