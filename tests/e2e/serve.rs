@@ -513,3 +513,31 @@ fn the_prometheus_rules_pass_promtool_and_their_tests() {
         );
     }
 }
+
+/// The installation goes away between runs: the next runs say so in the
+/// metrics (errors, not a stale "problem"), and serve keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_that_disappears_shows_as_errors_while_serve_keeps_running() {
+    let lab = Lab::start(Postgres::Shared, |_| {}).await.unwrap();
+    let mut env = lab_env(&lab);
+    env.retain(|(k, _)| *k != "HARBOR_DOCTOR_TIMEOUT");
+    env.push(("HARBOR_DOCTOR_TIMEOUT", "5".into()));
+    let serving = Serving::start(&env, &["--interval", "1s"]).await;
+    let first = serving.metrics_after(1).await;
+    assert_eq!(statuses(&first)["connectivity"], "ok", "{first}");
+    let runs = sample(&first, "harbor_doctor_runs_total").unwrap() as u64;
+    lab.shutdown().unwrap();
+    // The run under way may have seen the lab; the one after cannot.
+    let later = serving.metrics_after(runs + 2).await;
+    let now = statuses(&later);
+    // Unreachable systems are connectivity's own problem finding; the
+    // checks that needed them could not run.
+    assert_eq!(now["connectivity"], "problem", "{later}");
+    for check in ["multi-attach", "registry-strategy", "cli-login", "teams"] {
+        assert_eq!(now[check], "error", "{check}: {later}");
+    }
+    assert!(sample(&later, "harbor_doctor_run_errors_total").unwrap() >= 1.0);
+    let (status, _, _) = serving.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(serving.terminate().await, 0);
+}
