@@ -4,12 +4,12 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OutputFormat};
 use crate::context::Ctx;
 use crate::issues::teams;
-use crate::outcome::{refused, ExitCode};
+use crate::outcome::{refused, ExitCode, Failure};
 use crate::restore::RestoreRepair;
-use crate::{diagnose, docker_login, lab, packaging, repair, runbooks};
+use crate::{diagnose, docker_login, lab, packaging, repair, runbooks, serve};
 
 /// Sets up logging on stderr: warnings only by default, more with -v,
 /// errors only with -q; RUST_LOG overrides. Coloured only on a terminal
@@ -34,6 +34,13 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.global.output == OutputFormat::Prometheus && !matches!(cli.command, Command::Diagnose(_))
+    {
+        return Err(Failure::error(
+            ExitCode::Usage,
+            "-o prometheus is for diagnose only (serve answers /metrics itself); use -o table or -o json",
+        ));
+    }
     let ctx = Ctx::new(cli.global);
     match cli.command {
         Command::Diagnose(args) => diagnose::run(&ctx, &args).await,
@@ -46,6 +53,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Provision(args) => teams::provision(&ctx, &args).await,
         Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
         Command::Lab(args) => lab::run(&ctx, &args).await,
+        // Only the options: serve makes a fresh context for each run.
+        Command::Serve(args) => serve::run(&ctx.opts, &args).await,
         Command::Runbook(args) => print_runbook(args.id.as_deref()),
         Command::Completions(args) => {
             packaging::completions(args.shell, &mut crate::pipe::stdout());

@@ -38,6 +38,8 @@ pub struct Cli {
 pub enum OutputFormat {
     Table,
     Json,
+    /// The Prometheus text format: `diagnose` only
+    Prometheus,
 }
 
 /// The options every command takes (DESIGN.md, "Global options").
@@ -165,6 +167,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print a runbook (the list of runbooks when no id is given)
     Runbook(RunbookArgs),
+    /// Diagnose on a schedule and answer Prometheus on /metrics (never repairs)
+    Serve(ServeArgs),
     /// Start a simulated broken installation to practise on
     Lab(LabArgs),
     /// Print shell completions
@@ -376,4 +380,18 @@ pub struct LabArgs {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to answer on
+    #[arg(long, default_value = "0.0.0.0:9795", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Time between the starts of two runs: 30s, 5m, 1h (at least 1s)
+    #[arg(long, default_value = "5m", value_name = "DURATION",
+          value_parser = crate::serve::parse_interval)]
+    pub interval: std::time::Duration,
+    /// Also answer /report with the last run's JSON document (it names users)
+    #[arg(long)]
+    pub report: bool,
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::cli::{CheckId, DiagnoseArgs, FailOn};
+use crate::cli::{CheckId, DiagnoseArgs, FailOn, OutputFormat};
 use crate::clients::is_not_configured;
 use crate::context::Ctx;
 use crate::issues::{run_check, CheckOptions};
@@ -33,25 +33,18 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
     let opts = CheckOptions::from_args(args)?;
     let names: Vec<&'static str> = ids.iter().map(|id| id.as_str()).collect();
     let running = Running::new(&names);
-    let runs = ids.iter().map(|&id| {
-        let (opts, running) = (&opts, &running);
-        async move {
-            let report = run_one(ctx, id, opts).await;
-            running.done(id.as_str());
-            report
-        }
-    });
-    let mut checks =
-        progress::while_running(&ctx.out, &running, futures::future::join_all(runs)).await;
-    // Repair commands as the user can paste them: `kubectl harbor-doctor
-    // ...` when running as the kubectl plugin.
-    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
-        if let Some(repair) = &finding.repair {
-            finding.repair = Some(packaging::as_invoked(repair));
-        }
+    let report = progress::while_running(
+        &ctx.out,
+        &running,
+        collect(ctx, &ids, &opts, |id| running.done(id)),
+    )
+    .await;
+    if ctx.out.format == OutputFormat::Prometheus {
+        let text = crate::metrics::gauges(&report, std::time::SystemTime::now());
+        crate::outln!("{}", text.trim_end());
+    } else {
+        ctx.out.print_diagnose(&report);
     }
-    let report = DiagnoseReport::new(checks);
-    ctx.out.print_diagnose(&report);
     let named = !args.checks.is_empty();
     let code = exit_code(&report, args.fail_on, named);
     if code == ExitCode::CannotRun {
@@ -75,6 +68,34 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// Runs the checks `ids` at once, each within `--timeout`, and returns
+/// the report without printing it: for `diagnose` and for each of
+/// `serve`'s runs. `done` is told each check's id as it finishes.
+pub async fn collect(
+    ctx: &Ctx,
+    ids: &[CheckId],
+    opts: &CheckOptions,
+    done: impl Fn(&'static str),
+) -> DiagnoseReport {
+    let runs = ids.iter().map(|&id| {
+        let done = &done;
+        async move {
+            let report = run_one(ctx, id, opts).await;
+            done(id.as_str());
+            report
+        }
+    });
+    let mut checks = futures::future::join_all(runs).await;
+    // Repair commands as the user can paste them: `kubectl harbor-doctor
+    // ...` when running as the kubectl plugin.
+    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
+        if let Some(repair) = &finding.repair {
+            finding.repair = Some(packaging::as_invoked(repair));
+        }
+    }
+    DiagnoseReport::new(checks)
 }
 
 async fn run_one(ctx: &Ctx, id: CheckId, opts: &CheckOptions) -> CheckReport {

@@ -382,3 +382,52 @@ fn the_job_and_cronjob_run_diagnose_with_the_diagnose_account() {
         );
     }
 }
+
+/// deploy/serve.yaml runs `serve` with the diagnose account (serve makes
+/// exactly diagnose's calls, never a repair's), as locked down as the Job,
+/// behind a Service only the monitoring namespace's Prometheus may reach.
+#[test]
+fn serve_runs_with_the_diagnose_account_and_only_prometheus_reaches_it() {
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(RBAC)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let account = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["roleRef"]["name"] == "harbor-doctor-diagnose")
+        .expect("a RoleBinding of harbor-doctor-diagnose")["subjects"][0]["name"]
+        .clone();
+    let serve: Vec<Value> =
+        serde_yaml::Deserializer::from_str(include_str!("../../deploy/serve.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let kinds: Vec<&str> = serve.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service", "NetworkPolicy"]);
+    let pod = &serve[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account);
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"][0], "serve");
+    assert!(
+        !container["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("--report")),
+        "/report names users: off in the shipped Deployment"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let labels = &serve[0]["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(serve[1]["spec"]["selector"], *labels);
+    let policy = &serve[2]["spec"];
+    assert_eq!(policy["podSelector"]["matchLabels"], *labels);
+    let from = &policy["ingress"][0]["from"];
+    assert_eq!(from.as_array().unwrap().len(), 1, "only one peer: {from}");
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(
+        from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "prometheus"
+    );
+}

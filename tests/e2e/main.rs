@@ -26,4 +26,5 @@ mod oidc_keycloak;
 mod packaging;
 mod provision;
 mod report;
+mod serve;
 mod teams_harbor_only;

@@ -1,0 +1,543 @@
+//! `serve` and `diagnose -o prometheus` as Prometheus sees them: the
+//! metric families DESIGN.md fixes, checked by the real `promtool`; the
+//! HTTP paths (`/report` only with `--report`, 503 before the first run);
+//! no user, subject or URL in any label; a check that hangs cut at
+//! `--timeout` while the server keeps answering; exit codes for a bad
+//! option (2), an address in use (3) and SIGTERM (0).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
+use harbor_doctor_sim::lab::{Lab, Postgres};
+
+const CHECK_IDS: [&str; 6] = [
+    "connectivity",
+    "oidc-users",
+    "multi-attach",
+    "registry-strategy",
+    "cli-login",
+    "teams",
+];
+const STATUSES: [&str; 5] = ["ok", "warning", "problem", "skipped", "error"];
+
+/// The real promtool, from Debian's `prometheus` package (.ci/run installs
+/// it). Missing, the tests fail: a skipped format check proves nothing.
+pub fn promtool() -> std::process::Command {
+    let found = std::process::Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "promtool is not installed: these tests check the metrics and alert rules with the real \
+         Prometheus tools (apt-get install prometheus)"
+    );
+    std::process::Command::new("promtool")
+}
+
+/// `promtool check metrics` on `text`; panics with its complaints.
+pub fn assert_promtool_accepts(text: &str) {
+    let mut child = promtool()
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `serve` process on a free local port, killed when dropped.
+struct Serving {
+    child: Option<Child>,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Serving {
+    async fn start(env: &[(&str, String)], args: &[&str]) -> Serving {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = bare_doctor_process();
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["serve", "--listen", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let serving = Serving {
+            child: Some(cmd.spawn().unwrap()),
+            base: format!("http://{listen}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while serving.try_get("/healthz").await.is_none() {
+            assert!(Instant::now() < deadline, "serve did not start answering");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serving
+    }
+
+    async fn try_get(&self, path: &str) -> Option<(u16, String, String)> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Some((status, kind, r.text().await.ok()?))
+    }
+
+    async fn get(&self, path: &str) -> (u16, String, String) {
+        self.try_get(path)
+            .await
+            .unwrap_or_else(|| panic!("serve stopped answering {path}"))
+    }
+
+    /// `/metrics` once `runs` runs have completed.
+    async fn metrics_after(&self, runs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, _, body) = self.get("/metrics").await;
+            if sample(&body, "harbor_doctor_runs_total").is_some_and(|n| n >= runs as f64) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "no run {runs} yet:\n{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    async fn terminate(mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        tokio::task::spawn_blocking(move || child.wait().unwrap().code().unwrap_or(-1))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The value of the sample `series` (name and labels as printed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Each check's status, from `harbor_doctor_check_status`, holding it to
+/// DESIGN.md's shape: all five statuses per check, exactly one of them 1.
+fn statuses(text: &str) -> BTreeMap<String, String> {
+    let mut current = BTreeMap::new();
+    for check in CHECK_IDS {
+        let mut set = vec![];
+        for status in STATUSES {
+            let series =
+                format!("harbor_doctor_check_status{{check=\"{check}\",status=\"{status}\"}}");
+            match sample(text, &series) {
+                Some(1.0) => set.push(status),
+                Some(0.0) => {}
+                other => panic!("{series} is {other:?}:\n{text}"),
+            }
+        }
+        assert_eq!(set.len(), 1, "{check} has one status: {set:?}\n{text}");
+        current.insert(check.to_string(), set[0].to_string());
+    }
+    current
+}
+
+fn assert_families(text: &str, names: &[(&str, &str)]) {
+    for (name, kind) in names {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "HELP for {name}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "TYPE {kind} for {name}:\n{text}"
+        );
+    }
+}
+
+const GAUGES: [(&str, &str); 5] = [
+    ("harbor_doctor_check_status", "gauge"),
+    ("harbor_doctor_check_findings", "gauge"),
+    ("harbor_doctor_check_duration_seconds", "gauge"),
+    ("harbor_doctor_check_last_run_timestamp_seconds", "gauge"),
+    ("harbor_doctor_build_info", "gauge"),
+];
+const COUNTERS: [(&str, &str); 2] = [
+    ("harbor_doctor_runs_total", "counter"),
+    ("harbor_doctor_run_errors_total", "counter"),
+];
+
+/// Nothing from the report's subjects (user names, emails, objects) nor
+/// any URL host of the installation appears in the metrics.
+fn assert_no_subject_or_url(metrics: &str, report: &serde_json::Value, lab: &Lab) {
+    let mut words = vec![];
+    for check in report["checks"].as_array().unwrap() {
+        for f in check["findings"].as_array().unwrap() {
+            let subject = f["subject"].as_str().unwrap();
+            words.extend(subject.split_whitespace().skip(1).map(str::to_string));
+        }
+    }
+    assert!(!words.is_empty(), "the broken lab has findings: {report:#}");
+    for (_, value) in lab.env() {
+        if let Ok(url) = url::Url::parse(value) {
+            if let Some(host) = url.host_str() {
+                words.push(host.to_string());
+            }
+        }
+    }
+    words.extend(["alice".to_string(), "@".to_string(), "://".to_string()]);
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        for word in &words {
+            assert!(
+                !line.contains(word.as_str()),
+                "{word:?} in a metric: {line}"
+            );
+        }
+    }
+}
+
+fn lab_env(lab: &Lab) -> Vec<(&str, String)> {
+    let mut env: Vec<(&str, String)> = lab.env().iter().map(|(k, v)| (*k, v.clone())).collect();
+    env.push(("HARBOR_DOCTOR_TIMEOUT", "60".into()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_against_the_broken_lab_answers_prometheus_and_stops_on_sigterm() {
+    let lab = Lab::start(Postgres::Shared, |_| {}).await.unwrap();
+    let serving = Serving::start(&lab_env(&lab), &["--interval", "1h", "--report"]).await;
+    let (status, _, body) = serving.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+
+    let metrics = serving.metrics_after(1).await;
+    let (status, kind, again) = serving.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(again, metrics, "no new run within the hour: the same set");
+    assert_families(&metrics, &GAUGES);
+    assert_families(&metrics, &COUNTERS);
+    assert_promtool_accepts(&metrics);
+
+    // The lab's planted issues, as diagnose -o json reports them.
+    let current = statuses(&metrics);
+    for check in ["oidc-users", "multi-attach", "cli-login", "teams"] {
+        assert_eq!(current[check], "problem", "{metrics}");
+    }
+    assert_eq!(current["connectivity"], "ok");
+    assert_eq!(current["registry-strategy"], "warning");
+    let findings = |check: &str, severity: &str| {
+        sample(
+            &metrics,
+            &format!("harbor_doctor_check_findings{{check=\"{check}\",severity=\"{severity}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("findings of {check}/{severity}:\n{metrics}"))
+    };
+    assert!(findings("teams", "problem") >= 1.0);
+    assert_eq!(findings("connectivity", "problem"), 0.0);
+    assert_eq!(findings("connectivity", "warning"), 0.0);
+    for check in CHECK_IDS {
+        let at = sample(
+            &metrics,
+            &format!("harbor_doctor_check_last_run_timestamp_seconds{{check=\"{check}\"}}"),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(now - at < 120.0 && at <= now + 1.0, "{check} ran at {at}");
+        assert!(sample(
+            &metrics,
+            &format!("harbor_doctor_check_duration_seconds{{check=\"{check}\"}}")
+        )
+        .is_some());
+    }
+    assert_eq!(sample(&metrics, "harbor_doctor_runs_total"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "harbor_doctor_run_errors_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "harbor_doctor_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+
+    // --report: the diagnose -o json document of the same run.
+    let (status, kind, doc) = serving.get("/report").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(kind, "application/json");
+    let report: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(report["summary"]["problem"], 4, "{report:#}");
+    assert_no_subject_or_url(&metrics, &report, &lab);
+
+    let (status, _, _) = serving.get("/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(serving.terminate().await, 0, "SIGTERM ends serve with 0");
+    lab.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_report_the_report_path_does_not_exist() {
+    // Nothing configured: every check is skipped, and serve still serves.
+    let serving = Serving::start(&[], &["--interval", "1h"]).await;
+    let metrics = serving.metrics_after(1).await;
+    for (check, status) in statuses(&metrics) {
+        assert_eq!(status, "skipped", "{check}");
+    }
+    let (status, _, body) = serving.get("/report").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("--report"), "{body}");
+    assert_eq!(serving.terminate().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_is_cut_at_the_timeout_while_the_server_keeps_answering() {
+    // Each request is slow enough that connectivity's four cannot finish
+    // within --timeout 2.
+    let harbor = HarborSim::start(HarborOptions {
+        latency: Duration::from_millis(1200),
+        ..HarborOptions::default()
+    })
+    .await
+    .unwrap();
+    let env = [
+        ("HARBOR_URL", harbor.url()),
+        ("HARBOR_PASSWORD", harbor.admin_password()),
+    ];
+    let serving = Serving::start(&env, &["--interval", "1h", "--timeout", "2", "--report"]).await;
+    // The first run is under way: the server answers, /report is not ready
+    // and /metrics has no check yet, never half a run.
+    let started = Instant::now();
+    let (status, _, body) = serving.get("/report").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert_eq!(status, 503, "{body}");
+    let (status, _, before) = serving.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(!before.contains("check=\""), "{before}");
+    assert_eq!(sample(&before, "harbor_doctor_runs_total"), Some(0.0));
+    assert_promtool_accepts(&before);
+    let (status, _, _) = serving.get("/healthz").await;
+    assert_eq!(status, 200);
+
+    let metrics = serving.metrics_after(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the run was cut at --timeout"
+    );
+    assert_eq!(statuses(&metrics)["connectivity"], "error", "{metrics}");
+    assert_eq!(
+        sample(&metrics, "harbor_doctor_run_errors_total"),
+        Some(1.0)
+    );
+    let (status, _, doc) = serving.get("/report").await;
+    assert_eq!(status, 200);
+    assert!(
+        doc.contains("did not finish within 2 s (--timeout)"),
+        "{doc}"
+    );
+    assert_eq!(serving.terminate().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_gives_3_and_says_so() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = bare_doctor();
+    cmd.args(["serve", "--listen", &addr])
+        .timeout(Duration::from_secs(20));
+    let o = run(cmd).await;
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_intervals_and_addresses_are_usage_errors() {
+    for args in [
+        ["--interval", "0"],
+        ["--interval", "0s"],
+        ["--interval", "five minutes"],
+        ["--interval", "5x"],
+        ["--listen", "not-an-address"],
+        ["--listen", "127.0.0.1"],
+    ] {
+        let mut cmd = bare_doctor();
+        cmd.arg("serve").args(args).timeout(Duration::from_secs(20));
+        let o = run(cmd).await;
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(args[0]), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_prints_the_gauges_once_for_a_textfile_or_a_pushgateway() {
+    let lab = Lab::start(Postgres::Shared, |_| {}).await.unwrap();
+    let mut cmd = bare_doctor();
+    cmd.envs(lab_env(&lab))
+        .args(["diagnose", "-o", "prometheus"]);
+    let o = run(cmd).await;
+    assert_exit(&o, 1); // the lab is broken: the exit code is diagnose's
+    let text = stdout(&o);
+    assert_families(&text, &GAUGES);
+    assert!(!text.contains("_total"), "no counters in one run: {text}");
+    assert_promtool_accepts(&text);
+    let current = statuses(&text);
+    assert_eq!(current["teams"], "problem");
+    assert_eq!(current["connectivity"], "ok");
+    assert!(!text.contains("alice"), "{text}");
+    lab.shutdown().unwrap();
+
+    // Other commands have nothing to say in that format.
+    for args in [
+        vec!["runbook", "-o", "prometheus"],
+        vec!["provision", "--all", "-o", "prometheus"],
+    ] {
+        let mut cmd = bare_doctor();
+        cmd.args(&args);
+        let o = run(cmd).await;
+        assert_exit(&o, 2);
+        assert!(
+            stderr(&o).contains("-o prometheus is for diagnose only"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// `promtool check rules` and `promtool test rules` (our own cases in
+/// tests/e2e/fixtures/alerts.test.yaml) on deploy/monitoring.yaml's
+/// PrometheusRule, whose `spec.groups` is a Prometheus rules file.
+#[test]
+fn the_prometheus_rules_pass_promtool_and_their_tests() {
+    let docs: Vec<serde_json::Value> =
+        serde_yaml::Deserializer::from_str(include_str!("../../deploy/monitoring.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceMonitor", "PrometheusRule"]);
+    let rule = &docs[1];
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "HarborDoctorProblem",
+            "HarborDoctorCheckErroring",
+            "HarborDoctorDown",
+            "HarborDoctorStale"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules =
+        serde_yaml::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    std::fs::write(
+        dir.path().join("alerts.test.yaml"),
+        include_str!("fixtures/alerts.test.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let o = promtool()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// The installation goes away between runs: the next runs say so in the
+/// metrics (errors, not a stale "problem"), and serve keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_that_disappears_shows_as_errors_while_serve_keeps_running() {
+    let lab = Lab::start(Postgres::Shared, |_| {}).await.unwrap();
+    let mut env = lab_env(&lab);
+    env.retain(|(k, _)| *k != "HARBOR_DOCTOR_TIMEOUT");
+    env.push(("HARBOR_DOCTOR_TIMEOUT", "5".into()));
+    let serving = Serving::start(&env, &["--interval", "1s"]).await;
+    let first = serving.metrics_after(1).await;
+    assert_eq!(statuses(&first)["connectivity"], "ok", "{first}");
+    let runs = sample(&first, "harbor_doctor_runs_total").unwrap() as u64;
+    lab.shutdown().unwrap();
+    // The run under way may have seen the lab; the one after cannot.
+    let later = serving.metrics_after(runs + 2).await;
+    let now = statuses(&later);
+    // Unreachable systems are connectivity's own problem finding; the
+    // checks that needed them could not run.
+    assert_eq!(now["connectivity"], "problem", "{later}");
+    for check in ["multi-attach", "registry-strategy", "cli-login", "teams"] {
+        assert_eq!(now[check], "error", "{check}: {later}");
+    }
+    assert!(sample(&later, "harbor_doctor_run_errors_total").unwrap() >= 1.0);
+    let (status, _, _) = serving.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(serving.terminate().await, 0);
+}
