@@ -1154,3 +1154,35 @@ async fn kubectl_waits_rolls_out_and_undoes() {
         .await;
     assert_eq!(elsewhere.stdout.trim(), "no");
 }
+
+/// kubectl asks for aggregated discovery first; the answer must carry the
+/// aggregated media type, and kubectl then makes no per-group requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_through_the_aggregated_documents() {
+    let sim = KubeSim::start().await.unwrap();
+    sim.seed_harbor_release("harbor", "harbor").unwrap();
+    let k = Kubectl::new(&sim, sim.admin_token());
+    let resources = k.ok(&["api-resources", "-o", "name"]).await;
+    for name in [
+        "pods",
+        "deployments.apps",
+        "ingresses.networking.k8s.io",
+        "events.events.k8s.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == name),
+            "{name} missing from\n{resources}"
+        );
+    }
+    k.ok(&["get", "sts", "-n", "harbor"]).await;
+    let per_group: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/apis/") && r.resource.is_empty())
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        per_group.is_empty(),
+        "legacy discovery requests: {per_group:?}"
+    );
+}

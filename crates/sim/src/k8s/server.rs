@@ -302,6 +302,24 @@ fn serve_discovery(route: Route, headers: &HeaderMap, params: &[(String, String)
         },
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => (StatusCode::OK, "ok").into_response(),
+        Route::CoreVersions | Route::GroupList
+            if headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(discovery::wants_aggregated) =>
+        {
+            let core = matches!(route, Route::CoreVersions);
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, discovery::AGGREGATED),
+                    (header::VARY, "Accept"),
+                ],
+                discovery::aggregated(core).to_string(),
+            )
+                .into_response()
+        }
         Route::CoreVersions => {
             let host = headers
                 .get(header::HOST)
