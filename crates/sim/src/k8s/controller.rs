@@ -965,6 +965,37 @@ fn update_deployments(store: &mut Store) -> bool {
             changed = true;
             continue;
         };
+        // A rollback returns to an older template: its ReplicaSet becomes
+        // the newest revision again. The current ReplicaSet runs the
+        // desired replicas; the old ones are scaled down once it is ready.
+        let max_revision = rss.iter().map(revision).max().unwrap_or(0);
+        let behind = revision(&current) < max_revision;
+        if behind || current["spec"]["replicas"].as_i64() != Some(desired) {
+            let mut scaled = current.clone();
+            if behind {
+                let next = (max_revision + 1).to_string();
+                scaled["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                    json!(next);
+                let mut updated_d = d.clone();
+                updated_d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                    json!(next);
+                store.raw_put("deployments.apps", updated_d);
+            }
+            scaled["spec"]["replicas"] = json!(desired);
+            store.raw_put("replicasets.apps", scaled);
+            changed = true;
+            continue;
+        }
+        if current["status"]["readyReplicas"].as_i64().unwrap_or(0) >= desired {
+            for old in rss.iter().filter(|r| uid_of(r) != uid_of(&current)) {
+                if old["spec"]["replicas"].as_i64().unwrap_or(0) > 0 {
+                    let mut scaled = old.clone();
+                    scaled["spec"]["replicas"] = json!(0);
+                    store.raw_put("replicasets.apps", scaled);
+                    changed = true;
+                }
+            }
+        }
         let newest = Some(current);
         let sum = |field: &str| -> i64 {
             rss.iter()

@@ -1,8 +1,9 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, and the resource lists
 //! of each group version, as kubectl and kube's discovery read them.
 //!
-//! Only the legacy (unaggregated) form is served; clients that ask for the
-//! aggregated form fall back to it, as they do with older servers.
+//! Both forms are served: the legacy one (a document per group version) and
+//! the aggregated one (`apidiscovery.k8s.io/v2`, every group in the answer
+//! to `/api` or `/apis`), which kubectl and client-go ask for first.
 
 use serde_json::{json, Value};
 
@@ -136,4 +137,80 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         "groupVersion": group_version,
         "resources": resources,
     }))
+}
+
+/// The media type of aggregated discovery answers.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an Accept header asks for aggregated discovery (v2).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|t| {
+        let params: Vec<&str> = t.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+fn aggregated_version(group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for t in catalog::TYPES
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
+        let kind = json!({"group": group, "version": version, "kind": t.kind});
+        let mut subresources = Vec::new();
+        if t.has_status {
+            subresources.push(json!({"subresource": "status", "responseKind": kind,
+                                     "verbs": ["get", "patch", "update"]}));
+        }
+        if t.plural == "pods" {
+            subresources.push(json!({"subresource": "portforward",
+                                     "responseKind": {"group": "", "version": "v1", "kind": "PodPortForwardOptions"},
+                                     "verbs": ["create", "get"]}));
+        }
+        let mut r = json!({
+            "resource": t.plural,
+            "responseKind": kind,
+            "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": t.singular,
+            "verbs": t.verbs(),
+        });
+        if !t.short_names.is_empty() {
+            r["shortNames"] = json!(t.short_names);
+        }
+        if !t.categories.is_empty() {
+            r["categories"] = json!(t.categories);
+        }
+        if !subresources.is_empty() {
+            r["subresources"] = Value::Array(subresources);
+        }
+        resources.push(r);
+    }
+    json!({"version": version, "resources": resources, "freshness": "Current"})
+}
+
+/// The aggregated discovery document of `/api` (core) or `/apis` (groups).
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![
+            json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version("", "v1")]}),
+        ]
+    } else {
+        catalog::groups()
+            .into_iter()
+            .map(|g| {
+                let mut versions: Vec<&str> = catalog::TYPES
+                    .iter()
+                    .filter(|t| t.group == g)
+                    .map(|t| t.version)
+                    .collect();
+                versions.dedup();
+                json!({"metadata": {"name": g, "creationTimestamp": null},
+                       "versions": versions.iter().map(|v| aggregated_version(g, v)).collect::<Vec<_>>()})
+            })
+            .collect()
+    };
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+           "metadata": {}, "items": items})
 }

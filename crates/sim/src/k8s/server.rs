@@ -42,6 +42,9 @@ enum Route {
     GroupList,
     Group(String),
     GroupVersion(String, String),
+    /// `kubectl auth can-i`: a SelfSubjectAccessReview, answered from the
+    /// caller's rules.
+    AccessReview,
     OpenApiV2,
     OpenApiV3Index,
     /// `api/v1` or `apis/<group>/<version>`.
@@ -61,6 +64,7 @@ fn resolve(path: &str) -> Route {
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["api", version, rest @ ..] => resolve_in("", version, rest),
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => Route::AccessReview,
         ["apis", group] => Route::Group(group.to_string()),
         ["apis", group, version, rest @ ..] => resolve_in(group, version, rest),
         _ => Route::NotFound,
@@ -213,6 +217,21 @@ async fn dispatch(
     record.user = Some(principal.user.clone());
     let target = match route {
         Route::Resource(target) => target,
+        Route::AccessReview => {
+            record.verb = "create".into();
+            record.group = "authorization.k8s.io".into();
+            record.version = "v1".into();
+            record.resource = "selfsubjectaccessreviews".into();
+            if parts.method != Method::POST {
+                return ApiError::method_not_allowed().into_response();
+            }
+            return match axum::body::to_bytes(body, 1024 * 1024).await {
+                Ok(body) => access_review(&principal, &parts.headers, &body),
+                Err(e) => {
+                    ApiError::bad_request(format!("reading the request body: {e}")).into_response()
+                }
+            };
+        }
         other => return serve_discovery(other, &parts.headers, params),
     };
     if record.verb.is_empty() {
@@ -283,6 +302,24 @@ fn serve_discovery(route: Route, headers: &HeaderMap, params: &[(String, String)
         },
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => (StatusCode::OK, "ok").into_response(),
+        Route::CoreVersions | Route::GroupList
+            if headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(discovery::wants_aggregated) =>
+        {
+            let core = matches!(route, Route::CoreVersions);
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, discovery::AGGREGATED),
+                    (header::VARY, "Accept"),
+                ],
+                discovery::aggregated(core).to_string(),
+            )
+                .into_response()
+        }
         Route::CoreVersions => {
             let host = headers
                 .get(header::HOST)
@@ -299,7 +336,9 @@ fn serve_discovery(route: Route, headers: &HeaderMap, params: &[(String, String)
             Some(list) => json_response(StatusCode::OK, &list),
             None => ApiError::path_not_found().into_response(),
         },
-        Route::NotFound | Route::Resource(_) => ApiError::path_not_found().into_response(),
+        Route::NotFound | Route::Resource(_) | Route::AccessReview => {
+            ApiError::path_not_found().into_response()
+        }
     }
 }
 
@@ -375,6 +414,60 @@ fn authorize(
         }
     }
     Ok(())
+}
+
+/// Answers a SelfSubjectAccessReview with what the caller's rules allow.
+fn access_review(
+    principal: &super::rbac::Principal,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let review = match parse_body(
+        body,
+        headers,
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+    ) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let attrs = &review["spec"]["resourceAttributes"];
+    let text = |k: &str| attrs[k].as_str().filter(|s| !s.is_empty());
+    let allowed = if attrs.is_object() {
+        principal.can(&AccessRequest {
+            verb: text("verb").unwrap_or(""),
+            group: text("group").unwrap_or(""),
+            resource: text("resource").unwrap_or(""),
+            subresource: text("subresource"),
+            name: text("name"),
+            namespace: text("namespace"),
+        })
+    } else {
+        // Non-resource URLs (`can-i get /healthz`): discovery and health
+        // are open to every authenticated user, as system:discovery grants.
+        let path = review["spec"]["nonResourceAttributes"]["path"]
+            .as_str()
+            .unwrap_or("");
+        [
+            "/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi",
+        ]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    };
+    let mut status = json!({"allowed": allowed});
+    if allowed {
+        status["reason"] = json!(format!("RBAC: allowed for user {:?}", principal.user));
+    }
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": review["spec"],
+            "status": status,
+        }),
+    )
 }
 
 fn take_fault(inner: &Inner, t: &Target, verb: &str) -> Option<ApiError> {

@@ -29,7 +29,8 @@ def newest(crate):
 PB = newest("k8s-pb") + "/src"
 OPENAPI = sorted(glob.glob(newest("k8s-openapi") + "/src/v1_*"))[-1]
 
-# The kinds served (catalog.rs), and the option bodies clients send.
+# The kinds served (catalog.rs), the option bodies clients send, and the
+# access review `kubectl auth can-i` sends.
 ROOTS = [
     "io.k8s.api.core.v1." + k
     for k in ["Namespace", "Node", "Pod", "Event", "Secret", "ServiceAccount", "ConfigMap",
@@ -40,6 +41,7 @@ ROOTS = [
     "io.k8s.api.events.v1.Event", "io.k8s.api.storage.v1.VolumeAttachment",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     "io.k8s.apimachinery.pkg.runtime.Unknown",
+    "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
 ]
 
 # Messages whose JSON form is not an object of their fields.

@@ -128,6 +128,44 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         f(1, "type", Ty::Str, Shape::One, false),
         f(2, "rollingUpdate", Ty::Msg("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy"), Shape::One, false),
     ]),
+    ("io.k8s.api.authorization.v1.FieldSelectorAttributes", &[
+        f(1, "rawSelector", Ty::Str, Shape::One, false),
+        f(2, "requirements", Ty::Msg("io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement"), Shape::Many, false),
+    ]),
+    ("io.k8s.api.authorization.v1.LabelSelectorAttributes", &[
+        f(1, "rawSelector", Ty::Str, Shape::One, false),
+        f(2, "requirements", Ty::Msg("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"), Shape::Many, false),
+    ]),
+    ("io.k8s.api.authorization.v1.NonResourceAttributes", &[
+        f(1, "path", Ty::Str, Shape::One, false),
+        f(2, "verb", Ty::Str, Shape::One, false),
+    ]),
+    ("io.k8s.api.authorization.v1.ResourceAttributes", &[
+        f(1, "namespace", Ty::Str, Shape::One, false),
+        f(2, "verb", Ty::Str, Shape::One, false),
+        f(3, "group", Ty::Str, Shape::One, false),
+        f(4, "version", Ty::Str, Shape::One, false),
+        f(5, "resource", Ty::Str, Shape::One, false),
+        f(6, "subresource", Ty::Str, Shape::One, false),
+        f(7, "name", Ty::Str, Shape::One, false),
+        f(8, "fieldSelector", Ty::Msg("io.k8s.api.authorization.v1.FieldSelectorAttributes"), Shape::One, false),
+        f(9, "labelSelector", Ty::Msg("io.k8s.api.authorization.v1.LabelSelectorAttributes"), Shape::One, false),
+    ]),
+    ("io.k8s.api.authorization.v1.SelfSubjectAccessReview", &[
+        f(1, "metadata", Ty::Msg("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), Shape::One, false),
+        f(2, "spec", Ty::Msg("io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec"), Shape::One, false),
+        f(3, "status", Ty::Msg("io.k8s.api.authorization.v1.SubjectAccessReviewStatus"), Shape::One, false),
+    ]),
+    ("io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec", &[
+        f(1, "resourceAttributes", Ty::Msg("io.k8s.api.authorization.v1.ResourceAttributes"), Shape::One, false),
+        f(2, "nonResourceAttributes", Ty::Msg("io.k8s.api.authorization.v1.NonResourceAttributes"), Shape::One, false),
+    ]),
+    ("io.k8s.api.authorization.v1.SubjectAccessReviewStatus", &[
+        f(1, "allowed", Ty::Bool, Shape::One, false),
+        f(4, "denied", Ty::Bool, Shape::One, false),
+        f(2, "reason", Ty::Str, Shape::One, false),
+        f(3, "evaluationError", Ty::Str, Shape::One, false),
+    ]),
     ("io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource", &[
         f(1, "volumeID", Ty::Str, Shape::One, false),
         f(2, "fsType", Ty::Str, Shape::One, false),
@@ -1475,6 +1513,11 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         f(5, "dryRun", Ty::Str, Shape::Many, false),
         f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Ty::Bool, Shape::One, false),
     ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", &[
+        f(1, "key", Ty::Str, Shape::One, false),
+        f(2, "operator", Ty::Str, Shape::One, false),
+        f(3, "values", Ty::Str, Shape::Many, false),
+    ]),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", &[
         f(1, "matchLabels", Ty::Str, Shape::Map, false),
         f(2, "matchExpressions", Ty::Msg("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"), Shape::Many, false),
@@ -1544,6 +1587,8 @@ pub(crate) static MERGE: &[(&str, &str, Merge)] = &[
     ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", Merge { strategy: "merge", key: "type", list_type: "map", map_keys: &["type"], map_type: "" }),
     ("io.k8s.api.apps.v1.StatefulSetSpec", "volumeClaimTemplates", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", Merge { strategy: "merge", key: "type", list_type: "map", map_keys: &["type"], map_type: "" }),
+    ("io.k8s.api.authorization.v1.FieldSelectorAttributes", "requirements", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
+    ("io.k8s.api.authorization.v1.LabelSelectorAttributes", "requirements", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.api.core.v1.Capabilities", "add", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.api.core.v1.Capabilities", "drop", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.api.core.v1.CephFSPersistentVolumeSource", "monitors", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
@@ -1663,6 +1708,7 @@ pub(crate) static MERGE: &[(&str, &str, Merge)] = &[
     ("io.k8s.api.networking.v1.IngressSpec", "tls", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.api.networking.v1.IngressTLS", "hosts", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", "dryRun", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", "values", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", "matchExpressions", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", "values", Merge { strategy: "", key: "", list_type: "atomic", map_keys: &[], map_type: "" }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", Merge { strategy: "merge", key: "", list_type: "set", map_keys: &[], map_type: "" }),
