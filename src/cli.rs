@@ -42,6 +42,8 @@ pub enum OutputFormat {
     Prometheus,
 }
 
+pub const DEFAULT_HARBOR_NAMESPACE: &str = "harbor";
+
 /// The options every command takes (DESIGN.md, "Global options").
 #[derive(Debug, Clone, Args)]
 pub struct GlobalOptions {
@@ -56,9 +58,10 @@ pub struct GlobalOptions {
     pub context: Option<String>,
     /// Namespace Harbor is installed in
     #[arg(
+        short = 'n',
         long,
         env = "HARBOR_NAMESPACE",
-        default_value = "harbor",
+        default_value = DEFAULT_HARBOR_NAMESPACE,
         global = true,
         value_name = "NS"
     )]

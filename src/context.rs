@@ -75,6 +75,22 @@ impl Ctx {
         }
     }
 
+    /// The report's first line: which installation this is about, from
+    /// the clients already set up (no request is made), and the version.
+    pub fn header(&self) -> String {
+        let mut parts = vec![format!("harbor-doctor {}", env!("CARGO_PKG_VERSION"))];
+        if let Some(h) = self.harbor.get() {
+            parts.push(format!("Harbor {}", h.base_url().trim_end_matches('/')));
+        }
+        if let Some(k) = self.kube.get() {
+            parts.push(k.short());
+        }
+        if self.opts.harbor_namespace != crate::cli::DEFAULT_HARBOR_NAMESPACE {
+            parts.push(format!("namespace {}", self.opts.harbor_namespace));
+        }
+        parts.join(" | ")
+    }
+
     /// The per-request and per-check time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.opts.timeout)

@@ -43,7 +43,7 @@ pub async fn run(ctx: &Ctx, args: &DiagnoseArgs) -> Result<ExitCode> {
         let text = crate::metrics::gauges(&report, std::time::SystemTime::now());
         crate::outln!("{}", text.trim_end());
     } else {
-        ctx.out.print_diagnose(&report);
+        ctx.out.print_diagnose(&report, &ctx.header());
     }
     let named = !args.checks.is_empty();
     let code = exit_code(&report, args.fail_on, named);
@@ -87,15 +87,11 @@ pub async fn collect(
             report
         }
     });
-    let mut checks = futures::future::join_all(runs).await;
+    let mut report = DiagnoseReport::new(futures::future::join_all(runs).await);
     // Repair commands as the user can paste them: `kubectl harbor-doctor
     // ...` when running as the kubectl plugin.
-    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
-        if let Some(repair) = &finding.repair {
-            finding.repair = Some(packaging::as_invoked(repair));
-        }
-    }
-    DiagnoseReport::new(checks)
+    report.map_repairs(packaging::as_invoked);
+    report
 }
 
 async fn run_one(ctx: &Ctx, id: CheckId, opts: &CheckOptions) -> CheckReport {
@@ -158,7 +154,14 @@ mod tests {
     use crate::report::{CheckOutcome, CheckReport, DiagnoseReport, Finding, Severity};
 
     fn with(severity: Severity) -> CheckReport {
-        let f = Finding::new("teams", severity, "team a", "drifted", "provisioning");
+        let f = Finding::new(
+            "teams",
+            "project-missing",
+            severity,
+            "team a",
+            "drifted",
+            "provisioning",
+        );
         CheckReport::from_outcome(
             "teams",
             CheckOutcome {

@@ -173,7 +173,16 @@ mod tests {
     use crate::report::{CheckOutcome, CheckReport, Finding};
 
     fn report() -> DiagnoseReport {
-        let finding = |s| Finding::new("teams", s, "user alice", "drifted", "provisioning");
+        let finding = |s| {
+            Finding::new(
+                "teams",
+                "project-missing",
+                s,
+                "user alice",
+                "drifted",
+                "provisioning",
+            )
+        };
         DiagnoseReport::new(vec![
             CheckReport::from_outcome(
                 "teams",

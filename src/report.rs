@@ -19,6 +19,9 @@ pub enum Severity {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub check: String,
+    /// A stable identifier of what was found, unique within its check
+    /// (`sub-changed`, `robot-missing`, ...); documented with the check.
+    pub kind: String,
     pub severity: Severity,
     /// Who or what is affected, e.g. `user alice`, `deployment harbor/harbor-registry`.
     pub subject: String,
@@ -33,6 +36,9 @@ pub struct Finding {
     pub runbook: String,
 }
 
+/// The kind of every [`Finding::not_examined`], in every check.
+pub const NOT_EXAMINED: &str = "not-examined";
+
 impl Finding {
     /// A check's honest "I did not look": it ran, but could not examine
     /// the main cause it exists for. A warning with no repair, whose
@@ -45,6 +51,7 @@ impl Finding {
     ) -> Self {
         Finding::new(
             check,
+            NOT_EXAMINED,
             Severity::Warning,
             format!("coverage: {subject}"),
             summary,
@@ -54,6 +61,7 @@ impl Finding {
 
     pub fn new(
         check: &str,
+        kind: &str,
         severity: Severity,
         subject: impl Into<String>,
         summary: impl Into<String>,
@@ -61,6 +69,7 @@ impl Finding {
     ) -> Self {
         Finding {
             check: check.to_string(),
+            kind: kind.to_string(),
             severity,
             subject: subject.into(),
             summary: summary.into(),
@@ -100,9 +109,11 @@ pub struct CheckReport {
     /// Why it was skipped or errored; null otherwise.
     pub reason: Option<String>,
     pub duration_ms: u64,
+    /// What the check looked at, in one line (its notes joined), or null.
+    pub detail: Option<String>,
     pub findings: Vec<Finding>,
-    /// Context for people (e.g. which issuer was used and where it came
-    /// from). Shown in tables, not part of the JSON contract.
+    /// What the check looked at, one fact each (which issuer was used and
+    /// where it came from...): the report's `-v` lines, and `detail`.
     #[serde(skip)]
     pub notes: Vec<String>,
 }
@@ -133,6 +144,7 @@ impl CheckReport {
                 status: CheckStatus::Skipped,
                 reason: Some(reason.clone()),
                 duration_ms,
+                detail: detail_of(&outcome.notes),
                 findings: vec![],
                 notes: outcome.notes,
             };
@@ -148,6 +160,7 @@ impl CheckReport {
             status,
             reason: None,
             duration_ms,
+            detail: detail_of(&outcome.notes),
             findings: outcome.findings,
             notes: outcome.notes,
         }
@@ -159,10 +172,15 @@ impl CheckReport {
             status: CheckStatus::Error,
             reason: Some(reason.into()),
             duration_ms,
+            detail: None,
             findings: vec![],
             notes: vec![],
         }
     }
+}
+
+fn detail_of(notes: &[String]) -> Option<String> {
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -179,6 +197,10 @@ pub struct Summary {
 pub struct DiagnoseReport {
     pub checks: Vec<CheckReport>,
     pub summary: Summary,
+    /// The distinct repair commands, in the order to run them.
+    pub next_steps: Vec<String>,
+    /// The doctor's version, so a stored report says what produced it.
+    pub version: &'static str,
 }
 
 impl DiagnoseReport {
@@ -193,12 +215,73 @@ impl DiagnoseReport {
                 CheckStatus::Error => summary.error += 1,
             }
         }
-        DiagnoseReport { checks, summary }
+        let next_steps = next_steps(&checks);
+        DiagnoseReport {
+            checks,
+            summary,
+            next_steps,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// Rewrites every repair command (the kubectl plugin's `kubectl
+    /// harbor-doctor ...`), keeping `next_steps` the same commands.
+    pub fn map_repairs(&mut self, f: impl Fn(&str) -> String) {
+        for finding in self.checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
+            if let Some(repair) = &finding.repair {
+                finding.repair = Some(f(repair));
+            }
+        }
+        self.next_steps = next_steps(&self.checks);
     }
 
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.checks.iter().flat_map(|c| c.findings.iter())
     }
+}
+
+/// The repair commands to run, each once, in the order that lets each
+/// one work: by the stage its repair acts at (the database before
+/// Kubernetes before provisioning, see [`RepairStage`]), then in report
+/// order.
+fn next_steps(checks: &[CheckReport]) -> Vec<String> {
+    let mut steps: Vec<(RepairStage, usize, String)> = vec![];
+    for (i, f) in checks.iter().flat_map(|c| c.findings.iter()).enumerate() {
+        let Some(command) = f.repair.as_deref() else {
+            continue;
+        };
+        let fix = crate::issues::KnownIssue::find(&f.check).and_then(|issue| issue.repair.as_ref());
+        let stage = fix.map_or(RepairStage::Provisioning, |r| r.stage);
+        // `provision --team b` joins an earlier `provision --team a`.
+        let joined = fix.and_then(|r| r.repeats).and_then(|option| {
+            let (head, value) = command.rsplit_once(&format!(" {option} "))?;
+            let step = steps
+                .iter_mut()
+                .find(|(_, _, c)| c.starts_with(&format!("{head} {option} ")))?;
+            let repeated = format!(" {option} {value}");
+            if !format!("{} ", step.2).contains(&format!("{repeated} ")) {
+                step.2.push_str(&repeated);
+            }
+            Some(())
+        });
+        if joined.is_none() && !steps.iter().any(|(_, _, c)| c == command) {
+            steps.push((stage, i, command.to_string()));
+        }
+    }
+    steps.sort_by_key(|(stage, i, _)| (*stage, *i));
+    steps.into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// Where a repair acts, in the order repairs are best run: one that
+/// restores the database (a user's login) does not depend on the cluster;
+/// provisioning recreates Secrets, which needs Harbor's configuration and
+/// the cluster in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RepairStage {
+    Database,
+    HarborConfiguration,
+    Kubernetes,
+    Provisioning,
 }
 
 /// One change a repair will make, shown before it is made.

@@ -306,6 +306,14 @@ impl Kube {
         self.origin == Origin::InCluster
     }
 
+    /// The cluster in a few words: its kubeconfig context, or in-cluster.
+    pub fn short(&self) -> String {
+        match &self.origin {
+            Origin::Kubeconfig { context, .. } => format!("context {context}"),
+            Origin::InCluster => "in-cluster".to_string(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!("{} ({})", self.server.trim_end_matches('/'), self.origin)
     }

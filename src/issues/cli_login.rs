@@ -27,10 +27,10 @@ use crate::clients::is_not_configured;
 use crate::clients::keycloak::RealmSessions;
 use crate::context::Ctx;
 use crate::issues::CheckOptions;
-use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
+use crate::issues::{no_options, FindingKind, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
-use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
+use crate::report::{CheckOutcome, Finding, PlanStep, RepairStage, Severity};
 
 pub const CHECK: &str = "cli-login";
 pub const RUNBOOK: &str = "cli-login";
@@ -44,9 +44,21 @@ pub static ISSUE: KnownIssue = KnownIssue {
         summary: "docker login with a CLI secret fails unless the user just used the web UI",
         text: include_str!("../../runbooks/cli-login.md"),
     },
+    kinds: &[
+        FindingKind {
+            id: "scope-without-offline-access",
+            about: "Harbor's OIDC scope lacks offline_access, so CLI secrets stop working when sessions end",
+        },
+        FindingKind {
+            id: "cli-secret-rejected",
+            about: "the user's CLI secret is rejected by Harbor's registry token service",
+        },
+    ],
     diagnose: |ctx, opts| Box::pin(diagnose(ctx, opts)),
     repair: Some(FixCommand {
         name: REPAIR,
+        stage: RepairStage::HarborConfiguration,
+        repeats: None,
         about: "Add offline_access to Harbor's OIDC scope so CLI secrets keep working",
         options: no_options,
         run: |ctx, _| {
@@ -394,6 +406,7 @@ fn scope_finding(ex: &Examination) -> Finding {
     );
     let f = ex.with_evidence(Finding::new(
         CHECK,
+        "scope-without-offline-access",
         Severity::Problem,
         format!("Harbor {SCOPE_KEY}"),
         "",
@@ -440,6 +453,7 @@ fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
     };
     let f = Finding::new(
         CHECK,
+        "cli-secret-rejected",
         Severity::Problem,
         format!("user {user}"),
         format!(

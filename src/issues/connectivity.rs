@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use crate::clients::harbor::status_of;
 use crate::clients::is_not_configured;
 use crate::context::Ctx;
-use crate::issues::{KnownIssue, Runbook};
+use crate::issues::{FindingKind, KnownIssue, Runbook};
 use crate::report::{CheckOutcome, Finding, Severity};
 
 pub const CHECK: &str = "connectivity";
@@ -35,12 +35,78 @@ pub static ISSUE: KnownIssue = KnownIssue {
         summary: "Harbor, its database or Keycloak unreachable, or credentials refused; check connectivity",
         text: include_str!("../../runbooks/connectivity.md"),
     },
+    kinds: &[
+    FindingKind {
+        id: "harbor-settings-unusable",
+        about: "the Harbor URL, password or CA certificate given cannot be used",
+    },
+    FindingKind {
+        id: "harbor-unreachable",
+        about: "Harbor's API does not answer",
+    },
+    FindingKind {
+        id: "harbor-component-unhealthy",
+        about: "Harbor reports one of its components unhealthy",
+    },
+    FindingKind {
+        id: "harbor-unhealthy",
+        about: "Harbor reports its overall health as not healthy",
+    },
+    FindingKind {
+        id: "harbor-health-failed",
+        about: "Harbor's health endpoint failed",
+    },
+    FindingKind {
+        id: "harbor-credentials-rejected",
+        about: "Harbor rejected the admin credentials",
+    },
+    FindingKind {
+        id: "harbor-not-admin",
+        about: "the Harbor user is not an administrator",
+    },
+    FindingKind {
+        id: "harbor-configuration-unreadable",
+        about: "Harbor's configuration could not be read as the admin",
+    },
+    FindingKind {
+        id: "harbor-systeminfo-unreadable",
+        about: "Harbor's system information could not be read",
+    },
+    FindingKind {
+        id: "database-unreachable",
+        about: "the registry database cannot be connected to",
+    },
+    FindingKind {
+        id: "database-unreadable",
+        about: "connected, but Harbor's configuration rows could not be read",
+    },
+    FindingKind {
+        id: "cluster-unusable",
+        about: "the kubeconfig or in-cluster config cannot be used",
+    },
+    FindingKind {
+        id: "namespace-missing",
+        about: "the cluster has no namespace --harbor-namespace names",
+    },
+    FindingKind {
+        id: "cluster-unreachable",
+        about: "the cluster's API does not answer or refuses",
+    },
+    FindingKind {
+        id: "keycloak-unusable",
+        about: "Keycloak was not found or its admin login failed",
+    },
+    FindingKind {
+        id: "keycloak-unreachable",
+        about: "Keycloak's realm does not answer or refuses the admin",
+    },
+    ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
     repair: None,
 };
 
-fn problem(subject: &str, summary: String) -> Finding {
-    Finding::new(CHECK, Severity::Problem, subject, summary, RUNBOOK)
+fn problem(kind: &str, subject: &str, summary: String) -> Finding {
+    Finding::new(CHECK, kind, Severity::Problem, subject, summary, RUNBOOK)
 }
 
 /// `diagnose connectivity`.
@@ -69,6 +135,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         }
         Err(e) => {
             out.findings.push(problem(
+                "harbor-settings-unusable",
                 "harbor",
                 format!("the doctor cannot use the Harbor settings it was given: {e:#}"),
             ));
@@ -78,8 +145,12 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
     let subject = format!("harbor {}", harbor.base_url());
     if let Err(e) = harbor.ping().await {
         out.findings.push(
-            problem(&subject, format!("Harbor's API does not answer: {e:#}"))
-                .evidence("url", harbor.base_url()),
+            problem(
+                "harbor-unreachable",
+                &subject,
+                format!("Harbor's API does not answer: {e:#}"),
+            )
+            .evidence("url", harbor.base_url()),
         );
         return true;
     }
@@ -88,6 +159,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             for c in health.components.iter().filter(|c| c.status != "healthy") {
                 out.findings.push(
                     problem(
+                        "harbor-component-unhealthy",
                         &format!("harbor component {}", c.name),
                         format!(
                             "Harbor reports its {} component {}{}",
@@ -107,12 +179,14 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             if health.status != "healthy" && health.components.iter().all(|c| c.status == "healthy")
             {
                 out.findings.push(problem(
+                    "harbor-unhealthy",
                     &subject,
                     format!("Harbor reports its overall health as {:?}", health.status),
                 ));
             }
         }
         Err(e) => out.findings.push(problem(
+            "harbor-health-failed",
             &subject,
             format!("Harbor's health endpoint failed: {e:#}"),
         )),
@@ -130,14 +204,24 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         Ok(_) => {}
         Err(e) => {
             let what = match status_of(&e) {
-                Some(401) => "Harbor rejected the admin credentials",
-                Some(403) => "the Harbor user is not an administrator",
-                _ => "reading Harbor's configuration as the admin failed",
+                Some(401) => (
+                    "harbor-credentials-rejected",
+                    "Harbor rejected the admin credentials",
+                ),
+                Some(403) => (
+                    "harbor-not-admin",
+                    "the Harbor user is not an administrator",
+                ),
+                _ => (
+                    "harbor-configuration-unreadable",
+                    "reading Harbor's configuration as the admin failed",
+                ),
             };
             out.findings.push(
                 problem(
+                    what.0,
                     &format!("harbor user {}", harbor.username()),
-                    format!("{what}: {e:#}"),
+                    format!("{}: {e:#}", what.1),
                 )
                 .evidence("url", harbor.base_url())
                 .evidence("username", harbor.username()),
@@ -156,6 +240,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             info.auth_mode.as_deref().unwrap_or("unknown"),
         )),
         Err(e) => out.findings.push(problem(
+            "harbor-systeminfo-unreadable",
             &subject,
             format!("Harbor's system information could not be read: {e:#}"),
         )),
@@ -173,6 +258,7 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         }
         Err(e) => {
             out.findings.push(problem(
+                "database-unreachable",
                 "registry database",
                 format!("cannot connect: {e:#}"),
             ));
@@ -187,6 +273,7 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         )),
         Err(e) => out.findings.push(
             problem(
+                "database-unreadable",
                 "registry database",
                 format!("connected, but reading Harbor's configuration failed: {e:#}"),
             )
@@ -204,8 +291,11 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             return false;
         }
         Err(e) => {
-            out.findings
-                .push(problem("cluster", format!("cannot use the cluster: {e:#}")));
+            out.findings.push(problem(
+                "cluster-unusable",
+                "cluster",
+                format!("cannot use the cluster: {e:#}"),
+            ));
             return true;
         }
     };
@@ -217,6 +307,7 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         )),
         Ok(None) => out.findings.push(
             problem(
+                "namespace-missing",
                 &format!("namespace {ns}"),
                 format!(
                     "the cluster has no namespace {ns}: give the namespace Harbor is installed in \
@@ -225,9 +316,10 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             )
             .evidence("cluster", kube.describe()),
         ),
-        Err(e) => out
-            .findings
-            .push(problem("cluster", format!("{e:#}")).evidence("cluster", kube.describe())),
+        Err(e) => out.findings.push(
+            problem("cluster-unreachable", "cluster", format!("{e:#}"))
+                .evidence("cluster", kube.describe()),
+        ),
     }
     true
 }
@@ -240,6 +332,7 @@ async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         (None, Some(missing)) if missing.failed => {
             out.findings.push(
                 problem(
+                    "keycloak-unusable",
                     "keycloak",
                     format!("Keycloak cannot be used: {}", missing.why),
                 )
@@ -264,9 +357,13 @@ async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             kc.realm_issuer()
         )),
         Err(e) => out.findings.push(
-            problem(&format!("keycloak realm {}", kc.realm()), format!("{e:#}"))
-                .evidence("issuer", kc.realm_issuer())
-                .evidence("found", how),
+            problem(
+                "keycloak-unreachable",
+                &format!("keycloak realm {}", kc.realm()),
+                format!("{e:#}"),
+            )
+            .evidence("issuer", kc.realm_issuer())
+            .evidence("found", how),
         ),
     }
     true

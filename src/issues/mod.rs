@@ -49,10 +49,19 @@ pub struct KnownIssue {
     /// One line on what the check looks at (help, completions).
     pub about: &'static str,
     pub runbook: Runbook,
+    /// Every finding `kind` the check can report, each with one line on
+    /// what it means; the runbook documents each.
+    pub kinds: &'static [FindingKind],
     /// Runs the check (read only).
     pub diagnose: DiagnoseFn,
     /// Its automatic repair, when one is safe to offer.
     pub repair: Option<FixCommand>,
+}
+
+/// A finding's stable `kind` and what it means.
+pub struct FindingKind {
+    pub id: &'static str,
+    pub about: &'static str,
 }
 
 /// A runbook: the human version of a known-issue module.
@@ -68,6 +77,12 @@ pub struct Runbook {
 pub struct FixCommand {
     pub name: &'static str,
     pub about: &'static str,
+    /// Where it acts, which orders the report's next steps.
+    pub stage: crate::report::RepairStage,
+    /// An option its command takes more than once (`provision --team a
+    /// --team b`): the next steps run the commands that differ only in
+    /// its last value as one.
+    pub repeats: Option<&'static str>,
     /// Adds the repair's own options to its subcommand.
     pub options: fn(clap::Command) -> clap::Command,
     /// Runs the repair with the options parsed from its subcommand.

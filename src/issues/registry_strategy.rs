@@ -23,10 +23,10 @@ use crate::backup::{Backup, BackupItem};
 use crate::clients::kube::is_denied;
 use crate::context::Ctx;
 use crate::issues::harbor_workloads::{cluster_flags, harbor_deployments, HarborDeployment};
-use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
+use crate::issues::{no_options, FindingKind, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::repair::{BackupSink, Repair, Verification};
-use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
+use crate::report::{CheckOutcome, Finding, PlanStep, RepairStage, Severity};
 
 pub const CHECK: &str = "registry-strategy";
 pub const RUNBOOK: &str = "registry-strategy";
@@ -40,9 +40,17 @@ pub static ISSUE: KnownIssue = KnownIssue {
         summary: "Deployments with ReadWriteOnce volumes that roll with RollingUpdate instead of Recreate",
         text: include_str!("../../runbooks/registry-strategy.md"),
     },
+    kinds: &[
+        FindingKind {
+            id: "rolling-update-with-rwo",
+            about: "a Deployment that mounts a ReadWriteOnce volume rolls with RollingUpdate",
+        },
+    ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
     repair: Some(FixCommand {
         name: REPAIR,
+        stage: RepairStage::Kubernetes,
+        repeats: None,
         about: "Switch Deployments that mount ReadWriteOnce volumes to strategy Recreate",
         options: no_options,
         run: |ctx, _| Box::pin(async move { crate::repair::run(ctx, &mut RegistryStrategyRepair::new()).await }),
@@ -126,11 +134,13 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         out.findings.push(
             Finding::new(
                 CHECK,
+                "rolling-update-with-rwo",
                 Severity::Warning,
                 format!("deployment {ns}/{}", d.name()),
                 format!(
-                    "{} rolls with strategy {} while it mounts ReadWriteOnce claim {}: a rollout can start the new \
-                     pod on another node, where it hangs in ContainerCreating on a Multi-Attach error. Switch it to \
+                    "a rollout can hang on a Multi-Attach error: {} rolls with strategy {} while it mounts \
+                     ReadWriteOnce claim {}, so the new pod may start on another node and wait there in \
+                     ContainerCreating for the volume. Switch it to \
                      Recreate. A Helm upgrade of the Harbor chart puts the chart's value back: set \
                      {HELM_VALUE}=Recreate in the chart's values as well",
                     d.name(),

@@ -90,7 +90,7 @@ async fn a_scope_without_offline_access_is_a_problem_explained_by_keycloak() {
     // The table names the runbook and the repair too.
     let o = run({
         let mut c = with_keycloak(doctor_for(&h, backups.path()), &kc);
-        c.args(["diagnose", "cli-login"]);
+        c.args(["diagnose", "cli-login", "-v"]);
         c
     })
     .await;
@@ -113,10 +113,10 @@ async fn a_scope_with_offline_access_is_healthy() {
     .await;
     assert_exit(&o, 0);
     assert_eq!(only_check(&o)["status"], "ok");
-    // Without Keycloak the check still runs; the table explains what it knows.
+    // Without Keycloak the check still runs; -v says what it knows.
     let o = run({
         let mut c = doctor_for(&h, backups.path());
-        c.args(["diagnose", "cli-login"]);
+        c.args(["diagnose", "cli-login", "-v"]);
         c
     })
     .await;
@@ -224,8 +224,13 @@ async fn a_working_cli_secret_is_tried_once_and_never_shown() {
     // The table says so in words.
     let o = run({
         let mut c = doctor_for(&h, backups.path());
-        c.env("HARBOR_CLI_SECRET", CLI_SECRET)
-            .args(["diagnose", "cli-login", "--user", "alice"]);
+        c.env("HARBOR_CLI_SECRET", CLI_SECRET).args([
+            "diagnose",
+            "cli-login",
+            "--user",
+            "alice",
+            "-v",
+        ]);
         c
     })
     .await;
@@ -620,7 +625,7 @@ async fn the_cli_secret_can_be_typed_at_a_hidden_prompt() {
             .env("HARBOR_PASSWORD", ADMIN_PW)
             .env("NO_COLOR", "1")
             .env("TERM", "xterm")
-            .args(["diagnose", "cli-login", "--user", "alice"]);
+            .args(["diagnose", "cli-login", "--user", "alice", "-v"]);
         pty::in_terminal(cmd, &[("CLI secret of alice", CLI_SECRET)])
     })
     .await

@@ -419,19 +419,29 @@ fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
         .unwrap();
     assert_exit(&o, 0);
     let out = stdout(&o);
-    for repair in [
-        "+ harbor-doctor fix cli-login --yes",
-        "+ harbor-doctor fix multi-attach --yes",
+    // The next steps in the order diagnose gives them: the database first,
+    // then Harbor's configuration, then Kubernetes, then one provisioning
+    // run for every team that drifted.
+    let steps = [
         "+ harbor-doctor fix oidc-conflict --user alice@example.com --yes",
         "+ harbor-doctor fix oidc-conflict --user bob@example.com --yes",
+        "+ harbor-doctor fix cli-login --yes",
+        "+ harbor-doctor fix multi-attach --yes",
         "+ harbor-doctor fix registry-strategy --yes",
-        "+ harbor-doctor provision --team beta --yes",
-        "+ harbor-doctor provision --team delta --yes",
-        "+ harbor-doctor provision --team epsilon --yes",
-        "+ harbor-doctor provision --team gamma --yes",
-    ] {
-        assert_eq!(out.matches(repair).count(), 1, "{repair}:\n{out}");
+        "+ harbor-doctor provision --team beta --team delta --team epsilon --team gamma --yes",
+    ];
+    let mut at = 0;
+    for step in steps {
+        assert_eq!(out.matches(step).count(), 1, "{step} once:\n{out}");
+        let found = out.find(step).unwrap();
+        assert!(found >= at, "{step} out of order:\n{out}");
+        at = found;
     }
+    assert_eq!(
+        out.matches("+ harbor-doctor ").count(),
+        steps.len(),
+        "nothing else was run:\n{out}"
+    );
 }
 
 #[test]

@@ -38,13 +38,25 @@ fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
 /// Holds a `diagnose -o json` document to DESIGN.md's shape: exactly these
 /// fields, of these types, consistent with each other.
 fn assert_design_shape(doc: &Value) {
-    assert_eq!(keys(doc), set(&["checks", "summary"]), "{doc:#}");
+    assert_eq!(
+        keys(doc),
+        set(&["checks", "summary", "next_steps", "version"]),
+        "{doc:#}"
+    );
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc:#}");
     let checks = doc["checks"].as_array().expect("checks is an array");
     let mut counted = std::collections::BTreeMap::new();
     for c in checks {
         assert_eq!(
             keys(c),
-            set(&["id", "status", "reason", "duration_ms", "findings"]),
+            set(&[
+                "id",
+                "status",
+                "reason",
+                "duration_ms",
+                "detail",
+                "findings"
+            ]),
             "{c:#}"
         );
         let id = c["id"].as_str().expect("id is a string");
@@ -63,6 +75,11 @@ fn assert_design_shape(doc: &Value) {
             _ => assert!(c["reason"].is_null(), "{c:#}"),
         }
         assert!(c["duration_ms"].is_u64(), "{c:#}");
+        assert!(
+            c["detail"].is_null() || c["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "detail is a string or null: {c:#}"
+        );
+        let issue = harbor_doctor::issues::KnownIssue::find(id).expect("a known issue");
         let findings = c["findings"].as_array().expect("findings is an array");
         let worst = findings
             .iter()
@@ -76,8 +93,16 @@ fn assert_design_shape(doc: &Value) {
         for f in findings {
             assert_eq!(
                 keys(f),
-                set(&["check", "severity", "subject", "summary", "evidence", "repair", "runbook"]),
+                set(&[
+                    "check", "kind", "severity", "subject", "summary", "evidence", "repair",
+                    "runbook"
+                ]),
                 "{f:#}"
+            );
+            let kind = f["kind"].as_str().expect("kind is a string");
+            assert!(
+                issue.kinds.iter().any(|k| k.id == kind),
+                "kind {kind} is not among {id}'s documented kinds: {f:#}"
             );
             assert_eq!(f["check"], id, "{f:#}");
             assert!(
@@ -105,6 +130,49 @@ fn assert_design_shape(doc: &Value) {
             );
         }
     }
+    // next_steps: each repair command once (provision's --team values
+    // joined into one run), database repairs before Kubernetes before
+    // provisioning.
+    let steps: Vec<&str> = doc["next_steps"]
+        .as_array()
+        .expect("next_steps is an array")
+        .iter()
+        .map(|s| s.as_str().expect("a command line"))
+        .collect();
+    let distinct: BTreeSet<&str> = steps.iter().copied().collect();
+    assert_eq!(distinct.len(), steps.len(), "no command twice: {steps:?}");
+    for f in checks
+        .iter()
+        .flat_map(|c| c["findings"].as_array().unwrap())
+    {
+        if let Some(repair) = f["repair"].as_str() {
+            let covered = steps.iter().any(|s| {
+                *s == repair
+                    || repair.rsplit_once(" --team ").is_some_and(|(head, team)| {
+                        s.starts_with(&format!("{head} --team "))
+                            && format!("{s} ").contains(&format!(" --team {team} "))
+                    })
+            });
+            assert!(covered, "{repair} is not in next_steps {steps:?}");
+        }
+    }
+    let rank = |s: &str| {
+        [
+            "fix oidc-conflict",
+            "fix cli-login",
+            "fix multi-attach",
+            "fix registry-strategy",
+            "provision",
+        ]
+        .iter()
+        .position(|p| s.contains(p))
+        .unwrap_or_else(|| panic!("unexpected next step {s}"))
+    };
+    let ranks: Vec<usize> = steps.iter().map(|s| rank(s)).collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "next_steps in the order to run them: {steps:?}"
+    );
     let summary = &doc["summary"];
     assert_eq!(
         keys(summary),
@@ -393,17 +461,17 @@ async fn quiet_shows_only_findings_and_errors() {
     );
     assert_eq!(stderr(&o), "");
 
-    // A finding: only the findings table, no per-check lines, no summary.
+    // A finding: its line and its command, no per-check lines, no summary.
     reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
     let o = run(quiet(&reg)).await;
     assert_exit(&o, 1);
     let out = stdout(&o);
-    assert!(out.contains("Problems (1)"), "{out}");
-    assert!(out.contains("user alice"), "{out}");
-    assert!(out.contains("runbook oidc-conflict"), "{out}");
-    assert!(
-        out.starts_with("Problems (1)\n"),
-        "nothing before it:\n{out}"
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "one line and its command:\n{out}");
+    assert!(lines[0].contains("oidc-users user alice: "), "{out}");
+    assert_eq!(
+        lines[1], "  no automatic repair; what to do: harbor-doctor runbook oidc-conflict",
+        "{out}"
     );
     assert!(!out.contains("skipped"), "no line per check:\n{out}");
     assert!(!out.contains(" ok, "), "no summary line:\n{out}");
@@ -418,26 +486,46 @@ async fn quiet_shows_only_findings_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tables_keep_a_fixed_width_when_piped() {
+async fn lines_fit_the_width_when_piped_and_commands_are_never_cut() {
     let reg = Registry::new().await;
     reg.oidc_user("alice", "a-sub", OLD_ISSUER).await;
-    let mut cmd = bare_doctor();
-    cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
-        .env("COLUMNS", "60")
-        .args(["diagnose"]);
-    let o = run(cmd).await;
-    assert_exit(&o, 1);
-    let widths: BTreeSet<usize> = stdout(&o)
-        .lines()
-        .filter(|l| l.starts_with('│') || l.starts_with('┌'))
-        .map(|l| l.chars().count())
-        .collect();
-    assert_eq!(
-        widths,
-        BTreeSet::from([120]),
-        "every table row is 120 columns:\n{}",
-        stdout(&o)
-    );
+    reg.oidc_user(
+        "bartholomew-with-a-very-long-name@example.com",
+        "b-sub",
+        OLD_ISSUER,
+    )
+    .await;
+    for verbose in [false, true] {
+        let mut cmd = bare_doctor();
+        cmd.env("HARBOR_DATABASE_URL", &reg.db.url)
+            .env("COLUMNS", "60")
+            .env("NO_COLOR", "1")
+            .args(["diagnose"]);
+        if verbose {
+            cmd.arg("-v");
+        }
+        let o = run(cmd).await;
+        assert_exit(&o, 1);
+        let out = stdout(&o);
+        // A repair command, or one quoted in a summary, is whole on its
+        // line however wide; everything else fits.
+        for line in out.lines() {
+            if line.chars().count() > 60 {
+                assert!(
+                    line.trim_start().starts_with("harbor-doctor ")
+                        || line.contains("`harbor-doctor ")
+                        || line.contains("no automatic repair"),
+                    "wider than 60 columns and not a command:\n{line}\n\n{out}"
+                );
+            }
+        }
+        for line in out.lines() {
+            assert!(
+                line.matches('`').count() % 2 == 0,
+                "a quoted command was broken across lines:\n{line}\n\n{out}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

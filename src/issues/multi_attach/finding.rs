@@ -73,8 +73,8 @@ pub fn finding(ns: &str, fix: &str, d: &Diagnosis) -> Finding {
     let holder_names: Vec<String> = s.holders.iter().map(|h| h.name.clone()).collect();
     let holder_nodes: Vec<String> = d.nodes.keys().cloned().collect();
     let head = format!(
-        "{} of Deployment {} is stuck in ContainerCreating on {}: its ReadWriteOnce volume {pv} (claim {}) is still \
-         attached to {}",
+        "a new pod cannot start (Multi-Attach): {} of Deployment {} is stuck in ContainerCreating on {}, as its \
+         ReadWriteOnce volume {pv} (claim {}) is still attached to {}",
         s.pod,
         s.deployment,
         s.node,
@@ -156,6 +156,7 @@ pub fn finding(ns: &str, fix: &str, d: &Diagnosis) -> Finding {
     };
     let mut f = Finding::new(
         CHECK,
+        verdict_kind(&d.verdict),
         Severity::Problem,
         format!("deployment {ns}/{}", s.deployment),
         summary,
@@ -244,4 +245,15 @@ pub fn delete_step(ns: &str, s: &Stuck, set: &OwnerSet) -> PlanStep {
             s.node
         ),
     )
+}
+
+/// The finding's `kind` (multi-attach's `ISSUE.kinds`).
+fn verdict_kind(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::DeleteStale(_) => "stale-replicaset",
+        Verdict::HolderNodeDown(_) => "holder-node-down",
+        Verdict::HolderIsCurrent => "holder-is-current",
+        Verdict::HolderElsewhere(_) => "holder-elsewhere",
+        Verdict::DetachPending => "detach-pending",
+    }
 }

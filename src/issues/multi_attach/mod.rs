@@ -47,11 +47,11 @@ use crate::clients::kube::{is_denied, Kube};
 use crate::clients::kube_objects::{name, pod_selector, revision_of, uid};
 use crate::context::Ctx;
 use crate::issues::harbor_workloads::{cluster_flags, HARBOR_LABELS};
-use crate::issues::{no_options, FixCommand, KnownIssue, Runbook};
+use crate::issues::{no_options, FindingKind, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::progress::Waiting;
 use crate::repair::{BackupSink, Repair, Verification};
-use crate::report::{CheckOutcome, PlanStep};
+use crate::report::{CheckOutcome, PlanStep, RepairStage};
 
 pub const CHECK: &str = "multi-attach";
 pub const RUNBOOK: &str = "multi-attach";
@@ -65,9 +65,33 @@ pub static ISSUE: KnownIssue = KnownIssue {
         summary: "a Harbor pod stuck in ContainerCreating on a Multi-Attach error after a rollout",
         text: include_str!("../../../runbooks/multi-attach.md"),
     },
+    kinds: &[
+        FindingKind {
+            id: "stale-replicaset",
+            about: "a stale ReplicaSet's pod holds the volume a new pod needs; deleting it frees the volume",
+        },
+        FindingKind {
+            id: "holder-node-down",
+            about: "the volume is held from a node that is NotReady or gone",
+        },
+        FindingKind {
+            id: "holder-is-current",
+            about: "the Deployment's current pods hold the volume: more than one replica on ReadWriteOnce",
+        },
+        FindingKind {
+            id: "holder-elsewhere",
+            about: "a pod outside the Deployment holds the volume",
+        },
+        FindingKind {
+            id: "detach-pending",
+            about: "the volume is attached to a node where no pod uses it",
+        },
+    ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
     repair: Some(FixCommand {
         name: REPAIR,
+        stage: RepairStage::Kubernetes,
+        repeats: None,
         about: "Delete the stale ReplicaSet whose pod holds a ReadWriteOnce volume",
         options: no_options,
         run: |ctx, _| {

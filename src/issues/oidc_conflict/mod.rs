@@ -32,10 +32,10 @@ use crate::clients::registry_db::{
     StoredConfig, Subiss,
 };
 use crate::context::Ctx;
-use crate::issues::{fix_options, FixCommand, KnownIssue, Runbook};
+use crate::issues::{fix_options, FindingKind, FixCommand, KnownIssue, Runbook};
 use crate::outcome::refused;
 use crate::repair::{shell_quote, BackupSink, Repair, Verification};
-use crate::report::{CheckOutcome, Finding, PlanStep, Severity};
+use crate::report::{CheckOutcome, Finding, PlanStep, RepairStage, Severity};
 use identity::{describe_candidates, Directory, Identity, UsernameClaim};
 
 pub const CHECK: &str = "oidc-users";
@@ -51,9 +51,45 @@ pub static ISSUE: KnownIssue = KnownIssue {
             "users who cannot log in after Keycloak was redeployed (409 conflict); check oidc-users",
         text: include_str!("../../../runbooks/oidc-conflict.md"),
     },
+    kinds: &[
+        FindingKind {
+            id: "sub-changed",
+            about: "the user's Keycloak id changed: their next login fails with a 409 conflict; Keycloak names them for certain",
+        },
+        FindingKind {
+            id: "issuer-changed",
+            about: "the user's link names an old issuer; Keycloak names them for certain",
+        },
+        FindingKind {
+            id: "no-certain-match",
+            about: "the user's next login fails with a 409, and Keycloak has only uncertain candidates for them",
+        },
+        FindingKind {
+            id: "no-match",
+            about: "the user's link names another issuer, and no Keycloak user could be them (or Keycloak was not asked)",
+        },
+        FindingKind {
+            id: "leftover-link",
+            about: "a deleted user still holds an OIDC link, so that person cannot be onboarded again",
+        },
+        FindingKind {
+            id: "several-links",
+            about: "a user has more than one OIDC link",
+        },
+        FindingKind {
+            id: "no-link",
+            about: "a user has no OIDC link while Harbor signs users in with OIDC",
+        },
+        FindingKind {
+            id: "not-examined",
+            about: "Keycloak could not be asked, so changed Keycloak ids were not checked",
+        },
+    ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
     repair: Some(FixCommand {
         name: REPAIR,
+        stage: RepairStage::Database,
+        repeats: None,
         about: "Repair users who cannot log in because their OIDC subject changed (409 conflict)",
         options: <OidcConflictArgs as clap::Args>::augment_args,
         run: |ctx, m| {
@@ -265,13 +301,20 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
     for s in &d.stale {
         let (stored_sub, stored_issuer) = s.link.subiss.split(&d.issuer.url);
         let who = &s.link.username;
-        let mut f = Finding::new(CHECK, Severity::Problem, format!("user {who}"), "", RUNBOOK)
-            .evidence("stored_sub", stored_sub.clone())
-            .evidence("stored_issuer", stored_issuer.clone())
-            .evidence("issuer", d.issuer.url.clone())
-            .evidence("issuer_source", d.issuer.source.describe())
-            .evidence("user_id", s.link.user_id)
-            .evidence("oidc_user_id", s.link.link_id);
+        let mut f = Finding::new(
+            CHECK,
+            "no-match",
+            Severity::Problem,
+            format!("user {who}"),
+            "",
+            RUNBOOK,
+        )
+        .evidence("stored_sub", stored_sub.clone())
+        .evidence("stored_issuer", stored_issuer.clone())
+        .evidence("issuer", d.issuer.url.clone())
+        .evidence("issuer_source", d.issuer.source.describe())
+        .evidence("user_id", s.link.user_id)
+        .evidence("oidc_user_id", s.link.link_id);
         match &s.identity {
             Identity::Certain { user, by } => {
                 f = f
@@ -279,11 +322,12 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
                     .evidence("keycloak_user", keycloak_evidence(user))
                     .evidence("matched_by", by.describe())
                     .repair(fix_command(who));
-                let what = if user.id != stored_sub {
-                    "Keycloak id changed"
+                let (kind, what) = if user.id != stored_sub {
+                    ("sub-changed", "Keycloak id changed")
                 } else {
-                    "link names an old issuer"
+                    ("issuer-changed", "link names an old issuer")
                 };
+                f.kind = kind.into();
                 f.summary = format!(
                     "{who}'s {what}; their next login will fail with a 409 conflict. The repair hands the \
                      account to {} (matched by {})",
@@ -292,6 +336,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
                 );
             }
             Identity::Weak { candidates } => {
+                f.kind = "no-certain-match".into();
                 f = f.evidence(
                     "keycloak_candidates",
                     json!(candidates
@@ -336,6 +381,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         out.findings.push(
             Finding::new(
                 CHECK,
+                "leftover-link",
                 Severity::Warning,
                 format!("user {}", l.username),
                 format!(
@@ -356,6 +402,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         out.findings.push(
             Finding::new(
                 CHECK,
+                "several-links",
                 Severity::Warning,
                 format!("user {}", m.user.username),
                 format!(
@@ -375,6 +422,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
         out.findings.push(
             Finding::new(
                 CHECK,
+                "no-link",
                 Severity::Warning,
                 format!("user {}", u.username),
                 format!(

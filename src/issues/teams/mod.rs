@@ -48,11 +48,11 @@ use crate::clients::harbor::{Harbor, TokenCheck};
 use crate::clients::is_not_configured;
 use crate::clients::kube::Kube;
 use crate::context::Ctx;
-use crate::issues::{fix_options, FixCommand, KnownIssue, Runbook};
+use crate::issues::{fix_options, FindingKind, FixCommand, KnownIssue, Runbook};
 use crate::outcome::{incomplete, refused};
 use crate::render::Output;
 use crate::repair::{BackupSink, Repair, Verification};
-use crate::report::{CheckOutcome, Finding, PlanStep};
+use crate::report::{CheckOutcome, Finding, PlanStep, RepairStage};
 
 pub const CHECK: &str = "teams";
 pub const RUNBOOK: &str = "provisioning";
@@ -67,10 +67,74 @@ pub static ISSUE: KnownIssue = KnownIssue {
             "teams whose project, robots, pull/push Secrets or ServiceAccount drifted; check teams",
         text: include_str!("../../../runbooks/provisioning.md"),
     },
+    kinds: &[
+        FindingKind {
+            id: "namespace-missing",
+            about: "the team's namespace does not exist (no repair: the platform creates it)",
+        },
+        FindingKind {
+            id: "project-missing",
+            about: "Harbor has no project for the team",
+        },
+        FindingKind {
+            id: "member-missing",
+            about: "the team's group is not a member of its project, with the right role",
+        },
+        FindingKind {
+            id: "robot-missing",
+            about: "one of the team's robot accounts (pull, push, builds) does not exist",
+        },
+        FindingKind {
+            id: "robot-disabled",
+            about: "a team robot is disabled",
+        },
+        FindingKind {
+            id: "robot-expired",
+            about: "a team robot has expired",
+        },
+        FindingKind {
+            id: "robot-permissions",
+            about: "a team robot's permissions are not the ones provisioning gives it",
+        },
+        FindingKind {
+            id: "secret-missing",
+            about: "the Secret holding a robot's credentials is missing from the team's namespace",
+        },
+        FindingKind {
+            id: "secret-malformed",
+            about: "a robot's Secret has the wrong type or key, or unreadable content",
+        },
+        FindingKind {
+            id: "secret-wrong-host",
+            about: "a robot's Secret names another registry host",
+        },
+        FindingKind {
+            id: "secret-wrong-user",
+            about: "a robot's Secret names another robot",
+        },
+        FindingKind {
+            id: "credentials-rejected",
+            about: "Harbor's token service rejects the credentials in a robot's Secret",
+        },
+        FindingKind {
+            id: "serviceaccount-missing",
+            about: "the team namespace has no default ServiceAccount",
+        },
+        FindingKind {
+            id: "pull-secret-not-on-serviceaccount",
+            about: "the default ServiceAccount does not list the pull Secret",
+        },
+        FindingKind {
+            id: "not-examined",
+            about: "the teams' Secrets and ServiceAccounts were not checked: no cluster",
+        },
+    ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
     // `fix teams` is `provision`, with the same options.
     repair: Some(FixCommand {
         name: CHECK,
+        stage: RepairStage::Provisioning,
+        repeats: Some("--team"),
         about: "Provision teams: the same as `provision`",
         options: <ProvisionArgs as clap::Args>::augment_args,
         run: |ctx, m| {
@@ -272,6 +336,7 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
             let (summary, evidence) = drift.describe(team, &obs.harbor);
             let mut f = Finding::new(
                 CHECK,
+                drift.kind(),
                 drift.severity(),
                 format!("team {team}"),
                 summary,

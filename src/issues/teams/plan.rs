@@ -142,6 +142,26 @@ pub enum Drift {
 }
 
 impl Drift {
+    /// The finding's `kind` (the teams check's `ISSUE.kinds`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Drift::NamespaceMissing => "namespace-missing",
+            Drift::ProjectMissing => "project-missing",
+            Drift::MemberMissing { .. } => "member-missing",
+            Drift::RobotMissing(_) => "robot-missing",
+            Drift::RobotDisabled(_) => "robot-disabled",
+            Drift::RobotExpired { .. } => "robot-expired",
+            Drift::RobotScope { .. } => "robot-permissions",
+            Drift::SecretMissing(_) => "secret-missing",
+            Drift::SecretMalformed { .. } => "secret-malformed",
+            Drift::SecretWrongHost { .. } => "secret-wrong-host",
+            Drift::SecretWrongUser { .. } => "secret-wrong-user",
+            Drift::CredentialsRejected(_) => "credentials-rejected",
+            Drift::ServiceAccountMissing => "serviceaccount-missing",
+            Drift::PullSecretNotOnServiceAccount => "pull-secret-not-on-serviceaccount",
+        }
+    }
+
     pub fn severity(&self) -> Severity {
         match self {
             // Users lose access, but images still pull.
