@@ -49,7 +49,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             // FixArgs accepts only issues with a repair.
             None => Err(refused(format!("{} has no repair", args.issue.check))),
         },
-        Command::Restore(args) => repair::run(&ctx, &mut RestoreRepair::new(args.file)).await,
+        Command::Restore(args) => match args.file {
+            Some(file) => repair::run(&ctx, &mut RestoreRepair::new(file)).await,
+            None => crate::restore::list(&ctx),
+        },
         Command::Provision(args) => teams::provision(&ctx, &args).await,
         Command::DockerLogin(args) => docker_login::run(&ctx, &args).await,
         Command::Lab(args) => lab::run(&ctx, &args).await,

@@ -42,10 +42,15 @@ pub enum OutputFormat {
     Prometheus,
 }
 
+/// The heading of the options only repairs read (fix, provision, restore).
+const REPAIR_OPTIONS: &str = "Repair options (fix, provision, restore)";
+
 pub const DEFAULT_HARBOR_NAMESPACE: &str = "harbor";
 
-/// The options every command takes (DESIGN.md, "Global options").
+/// The options every command takes (DESIGN.md, "Global options"). Help
+/// shows them after a command's own options, under their own heading.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOptions {
     /// Kubeconfig file [default: $KUBECONFIG (which may list several files), else
     /// ~/.kube/config; in-cluster config inside a pod]
@@ -130,10 +135,10 @@ pub struct GlobalOptions {
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     pub output: OutputFormat,
     /// Do not ask for confirmation: apply the plan
-    #[arg(short = 'y', long, global = true)]
+    #[arg(short = 'y', long, global = true, help_heading = REPAIR_OPTIONS)]
     pub yes: bool,
     /// Show the plan and change nothing
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = REPAIR_OPTIONS)]
     pub dry_run: bool,
     /// Where repairs write their backups
     /// (default: $XDG_STATE_HOME/harbor-doctor/backups, else ~/.local/state/harbor-doctor/backups)
@@ -141,7 +146,8 @@ pub struct GlobalOptions {
         long,
         env = "HARBOR_DOCTOR_BACKUP_DIR",
         global = true,
-        value_name = "DIR"
+        value_name = "DIR",
+        help_heading = REPAIR_OPTIONS
     )]
     pub backup_dir: Option<PathBuf>,
     /// Seconds allowed per request, and per check
@@ -159,23 +165,80 @@ pub struct GlobalOptions {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run all checks, or the ones named, and report findings
+    #[command(after_long_help = examples::DIAGNOSE)]
     Diagnose(DiagnoseArgs),
     /// Plan, confirm, apply and verify one repair
+    #[command(after_long_help = examples::FIX)]
     Fix(FixArgs),
     /// Provision teams: Harbor project, members, robots, their Secrets, the default ServiceAccount
+    #[command(after_long_help = examples::PROVISION)]
     Provision(ProvisionArgs),
     /// Log the docker CLI in with a team's robot account
+    #[command(after_long_help = examples::DOCKER_LOGIN)]
     DockerLogin(DockerLoginArgs),
-    /// Put back what a repair changed, from its backup file
+    /// Put back what a repair changed, from its backup file (the list of backups when none is given)
+    #[command(after_long_help = examples::RESTORE)]
     Restore(RestoreArgs),
     /// Print a runbook (the list of runbooks when no id is given)
+    #[command(after_long_help = examples::RUNBOOK)]
     Runbook(RunbookArgs),
     /// Diagnose on a schedule and answer Prometheus on /metrics (never repairs)
+    #[command(after_long_help = examples::SERVE)]
     Serve(ServeArgs),
     /// Start a simulated broken installation to practise on
+    #[command(after_long_help = examples::LAB)]
     Lab(LabArgs),
     /// Print shell completions
+    #[command(after_long_help = examples::COMPLETIONS)]
     Completions(CompletionsArgs),
+}
+
+/// Each command's examples, at the end of its long help (`--help`).
+pub mod examples {
+    pub const DIAGNOSE: &str = "\
+Examples:
+  harbor-doctor diagnose                       every check, the report for people
+  harbor-doctor diagnose oidc-users teams      only these checks
+  harbor-doctor diagnose -v                    with each finding's evidence
+  harbor-doctor diagnose -o json | jq -r '.next_steps[]'   the repairs, in order
+  harbor-doctor diagnose cli-login --user alice   is alice's CLI secret accepted?
+  kubectl harbor-doctor -n harbor diagnose     as a kubectl plugin";
+    pub const FIX: &str = "\
+Examples:
+  harbor-doctor fix oidc-users --user alice --dry-run   show the plan, change nothing
+  harbor-doctor fix oidc-conflict --all                 relink every stale user (asks first)
+  harbor-doctor fix multi-attach --yes                  no question asked (scripts, Jobs)
+  harbor-doctor fix registry-strategy -o json --yes     the outcome as JSON";
+    pub const PROVISION: &str = "\
+Examples:
+  harbor-doctor provision --team alpha --dry-run   what it would create or repair
+  harbor-doctor provision --team alpha --team beta
+  harbor-doctor provision --all --builds           every team, with builds robots";
+    pub const DOCKER_LOGIN: &str = "\
+Examples:
+  harbor-doctor docker-login --team alpha                 docker login with alpha's push robot
+  harbor-doctor docker-login --team alpha --robot pull --print";
+    pub const RESTORE: &str = "\
+Examples:
+  harbor-doctor restore                       list the backups, newest first
+  harbor-doctor restore ~/.local/state/harbor-doctor/backups/<file>.json --dry-run";
+    pub const RUNBOOK: &str = "\
+Examples:
+  harbor-doctor runbook                 the runbooks and what each is for
+  harbor-doctor runbook oidc-conflict   read one (through $PAGER on a terminal)";
+    pub const SERVE: &str = "\
+Examples:
+  harbor-doctor serve                                  every 5m, /metrics on 0.0.0.0:9795
+  harbor-doctor serve --interval 1m --listen 127.0.0.1:9795 --report
+  curl -s localhost:9795/metrics | grep harbor_doctor_check_status";
+    pub const LAB: &str = "\
+Examples:
+  harbor-doctor lab                             run it; `. <env file>` in another shell
+  harbor-doctor lab -- harbor-doctor diagnose   one command in the lab";
+    pub const COMPLETIONS: &str = "\
+Examples:
+  harbor-doctor completions bash > ~/.local/share/bash-completion/completions/harbor-doctor
+  harbor-doctor completions zsh > \"${fpath[1]}/_harbor-doctor\"";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -239,10 +302,27 @@ impl clap::FromArgMatches for FixArgs {
                     })
                 })
                 .collect();
+            // The closest name a person may have meant (`oidc-user`).
+            // `fix provision` is `provision` (or `fix teams`).
+            let closest = KNOWN_ISSUES
+                .iter()
+                .filter_map(|i| i.repair.as_ref().map(|r| [r.name, i.check]))
+                .flatten()
+                .map(|n| format!("fix {n}"))
+                .chain(["provision".to_string()])
+                .map(|command| {
+                    let n = command.trim_start_matches("fix ");
+                    (strsim::damerau_levenshtein(name, n), n.len(), command)
+                })
+                .filter(|(d, len, _)| *d <= 2.max(len / 4))
+                .min();
+            let hint = closest
+                .map(|(_, _, c)| format!("\n\n  tip: did you mean `harbor-doctor {c}`?"))
+                .unwrap_or_default();
             return Err(clap::Error::raw(
                 ErrorKind::InvalidSubcommand,
                 format!(
-                    "there is no repair called {name:?}; the repairs are: {}",
+                    "there is no repair called {name:?}; the repairs are: {}{hint}",
                     names.join(", ")
                 ),
             ));
@@ -361,9 +441,9 @@ pub struct DockerLoginArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A backup file written by a repair
+    /// A backup file written by a repair (none: list the backups in --backup-dir)
     #[arg(value_name = "BACKUP-FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -397,4 +477,56 @@ pub struct ServeArgs {
     /// Also answer /report with the last run's JSON document (it names users)
     #[arg(long)]
     pub report: bool,
+}
+
+/// Sets each command's usage line to the one its definition gives, before
+/// parsing. clap otherwise writes the options that were *used* into an
+/// error's usage line, and an option set through its environment variable
+/// counts as used: with the lab's environment, `fix oidc-conflict` listed a
+/// dozen global options as if they were required.
+pub fn settle_usage(cmd: &mut clap::Command) {
+    cmd.build();
+    fn settle(cmd: clap::Command) -> clap::Command {
+        let usage = cmd.clone().render_usage().to_string();
+        let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage).to_string();
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut cmd = cmd.override_usage(usage);
+        for name in names {
+            cmd = cmd.mut_subcommand(name, settle);
+        }
+        cmd
+    }
+    *cmd = settle(std::mem::take(cmd));
+}
+
+/// Why the command line did not parse.
+#[derive(Debug)]
+pub enum Unparsed {
+    /// clap's own error, help or version text.
+    Clap(clap::Error),
+    /// No command named (`harbor-doctor`, `harbor-doctor fix`): that
+    /// command's short help, for stderr and exit 2, without `error:`,
+    /// whatever the environment sets (clap counts an option set through
+    /// its variable as given, and then says "requires a subcommand").
+    MissingCommand(clap::builder::StyledStr),
+}
+
+impl From<clap::Error> for Unparsed {
+    fn from(e: clap::Error) -> Self {
+        Unparsed::Clap(e)
+    }
+}
+
+/// The short help of the deepest command `args` names.
+pub fn missing_command(cmd: &clap::Command, args: &[std::ffi::OsString]) -> Unparsed {
+    let mut current = cmd.clone();
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if let Some(sub) = current.find_subcommand(arg).cloned() {
+            current = sub;
+        }
+    }
+    Unparsed::MissingCommand(current.render_help())
 }

@@ -1,6 +1,7 @@
 //! harbor-doctor's entry point: parse, dispatch, map the outcome to an exit
 //! code. Everything else lives in the library (src/lib.rs).
 
+use harbor_doctor::cli::Unparsed;
 use harbor_doctor::outcome::{exit_code_of, ExitCode};
 use harbor_doctor::{app, packaging};
 
@@ -8,13 +9,21 @@ fn main() {
     // Also as the kubectl plugin (kubectl-harbor_doctor): see packaging.
     let cli = match packaging::parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(Unparsed::Clap(e)) => {
             let _ = e.print();
             std::process::exit(if e.use_stderr() {
                 ExitCode::Usage.code()
             } else {
                 0
             });
+        }
+        Err(Unparsed::MissingCommand(help)) => {
+            if harbor_doctor::render::colour_on_stderr() {
+                harbor_doctor::errln!("{}", help.ansi());
+            } else {
+                harbor_doctor::errln!("{help}");
+            }
+            std::process::exit(ExitCode::Usage.code());
         }
     };
     app::init_logging(cli.global.verbose, cli.global.quiet);

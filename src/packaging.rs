@@ -80,16 +80,28 @@ pub fn command(as_plugin: bool) -> clap::Command {
 }
 
 /// Parses the process's arguments, recognising the kubectl plugin form.
-pub fn parse_args() -> Result<Cli, clap::Error> {
+pub fn parse_args() -> Result<Cli, crate::cli::Unparsed> {
     parse_from(std::env::args_os().collect())
 }
 
-fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+fn parse_from(args: Vec<OsString>) -> Result<Cli, crate::cli::Unparsed> {
     let as_plugin = args.first().is_some_and(|a| is_plugin_name(a));
     let _ = INVOKED_AS_PLUGIN.set(as_plugin);
     let mut cmd = command(as_plugin);
-    let mut matches = cmd.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+    crate::cli::settle_usage(&mut cmd);
+    use clap::error::ErrorKind;
+    let mut matches = match cmd.try_get_matches_from_mut(&args) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            return Err(crate::cli::missing_command(&cmd, &args));
+        }
+        other => other?,
+    };
+    Ok(Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))?)
 }
 
 /// Writes the completion script for `shell` (for `harbor-doctor`; kubectl

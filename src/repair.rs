@@ -51,6 +51,16 @@ pub trait Repair {
     fn notes(&self) -> Vec<String> {
         vec![]
     }
+    /// The command this repair runs as, for its plan's title: `fix
+    /// <id>` unless it is a command of its own (`provision`, `restore`).
+    fn command(&self) -> String {
+        format!("fix {}", self.id())
+    }
+    /// The check whose diagnosis proves the repair worked, for the line
+    /// after it: the known issue named like the repair.
+    fn proven_by(&self) -> Option<&'static str> {
+        crate::issues::KnownIssue::find(self.id()).map(|i| i.check)
+    }
     /// Shows the plan to people. A numbered list by default; a repair over
     /// many subjects (provisioning many teams) may show a table instead.
     fn show_plan(&self, out: &Output, title: &str, steps: &[PlanStep]) {
@@ -93,7 +103,11 @@ impl BackupSink {
 pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
     let out = &ctx.out;
     let steps = repair.plan(ctx).await?;
-    let title = format!("fix {} ({})", repair.id(), repair.subject());
+    let title = format!(
+        "{} ({})",
+        crate::packaging::as_invoked(&format!("harbor-doctor {}", repair.command())),
+        repair.subject()
+    );
     let mut report = RepairReport {
         repair: repair.id().to_string(),
         plan: steps.clone(),
@@ -101,16 +115,20 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         verified: false,
         backup: None,
     };
-    for note in repair.notes() {
-        out.info(note);
-    }
     if steps.is_empty() {
+        for note in repair.notes() {
+            out.info(note);
+        }
         out.info(format!("{title}: nothing to do."));
         report.verified = true;
         out.print_repair(&report);
         return Ok(ExitCode::Ok);
     }
+    // The plan first, then what it leaves alone and why.
     repair.show_plan(out, &title, &steps);
+    for note in repair.notes() {
+        out.info(note);
+    }
     if ctx.opts.dry_run {
         out.info("Dry run: nothing was changed.");
         out.print_repair(&report);
@@ -153,6 +171,12 @@ pub async fn run<R: Repair>(ctx: &Ctx, repair: &mut R) -> Result<ExitCode> {
         Ok(Verification::Verified) => {
             report.verified = true;
             out.info(format!("Applied and verified: {title}."));
+            if let Some(check) = repair.proven_by() {
+                out.info(format!(
+                    "To see it for yourself: {}",
+                    crate::packaging::as_invoked(&format!("harbor-doctor diagnose {check}"))
+                ));
+            }
             out.print_repair(&report);
             Ok(ExitCode::Ok)
         }

@@ -27,14 +27,14 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::backup::{self, Backup, BackupItem, Source};
 use crate::clients::harbor::status_of;
 use crate::clients::registry_db::{tables, RowChange, TableSpec};
 use crate::context::Ctx;
 use crate::issues::oidc_conflict::LOCAL_ADMIN_ID;
-use crate::outcome::{incomplete, refused};
+use crate::outcome::{incomplete, refused, ExitCode};
 use crate::repair::{BackupSink, Repair, Verification};
 use crate::report::PlanStep;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
@@ -225,9 +225,135 @@ fn oidc_row_in_scope(c: &RowChange, inverted: bool) -> Result<(), String> {
     }
 }
 
+/// What putting a repair's backup back brings back, in the words of the
+/// finding the repair had removed: a restore undoes a repair, so it
+/// usually undoes its cure too.
+pub fn brings_back(backup: &Backup) -> String {
+    let who = &backup.subject;
+    match backup.repair.as_str() {
+        "oidc-conflict" => format!(
+            "{who}'s old OIDC link: their next login fails with a 409 conflict again, unless Keycloak's id \
+             for them is the old one again"
+        ),
+        "cli-login" => "Harbor's old oidc_scope: CLI secrets stop working again when the user's Keycloak \
+                        session ends"
+            .to_string(),
+        "registry-strategy" => "strategy RollingUpdate: a rollout can hang on a Multi-Attach error again"
+            .to_string(),
+        "multi-attach" => "the stale ReplicaSet: its pod may hold the volume again".to_string(),
+        "provision" => format!(
+            "the Secrets and ServiceAccounts provisioning changed ({who}) as they were; what it created in \
+             Harbor stays"
+        ),
+        "restore" => format!(
+            "what the restore replaced: the repair `{}` is put back in force",
+            backup.undoes.as_deref().unwrap_or("(unknown)")
+        ),
+        other => format!("what `{other}` changed"),
+    }
+}
+
+/// How many backups `restore` without a file lists.
+const LISTED: usize = 20;
+
+/// `restore` without a file: the backups in --backup-dir, newest first,
+/// each with what it would put back, or why it cannot be restored.
+pub fn list(ctx: &Ctx) -> Result<ExitCode> {
+    let store = crate::backup::BackupStore::new(ctx.opts.backup_dir.as_deref())?;
+    let files = store.list();
+    let mut listed = vec![];
+    for path in files.iter().take(LISTED) {
+        listed.push(match backup::read(path) {
+            Ok(b) => json!({
+                "path": path.display().to_string(),
+                "repair": b.repair,
+                "subject": b.subject,
+                "created_at": b.created_at,
+                "items": b.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "brings_back": brings_back(&b),
+                "refused": null,
+            }),
+            Err(e) => json!({
+                "path": path.display().to_string(),
+                "refused": format!("{e:#}"),
+            }),
+        });
+    }
+    if ctx.out.json() {
+        ctx.out.print_json(&json!({
+            "backup_dir": store.dir().display().to_string(),
+            "backups": listed,
+            "not_listed": files.len().saturating_sub(LISTED),
+        }));
+        return Ok(ExitCode::Ok);
+    }
+    let mut text = vec![];
+    if files.is_empty() {
+        text.push(format!(
+            "No backups in {} (repairs write one before each change; --backup-dir names another \
+             directory).",
+            store.dir().display()
+        ));
+    } else {
+        text.push(format!(
+            "Backups in {}, newest first (restore one with `harbor-doctor restore <file>`, \
+             --dry-run to see its plan):",
+            store.dir().display()
+        ));
+    }
+    for b in &listed {
+        text.push(String::new());
+        text.push(format!("  {}", b["path"].as_str().unwrap_or_default()));
+        match b["refused"].as_str() {
+            Some(why) => text.push(format!("      cannot be restored: {why}")),
+            None => {
+                text.push(format!(
+                    "      {} of {}, written {}: {}",
+                    b["repair"].as_str().unwrap_or_default(),
+                    b["subject"].as_str().unwrap_or_default(),
+                    b["created_at"].as_str().unwrap_or_default(),
+                    b["items"]
+                        .as_array()
+                        .map(|i| i
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                ));
+                text.push(format!(
+                    "      puts back {}",
+                    b["brings_back"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if files.len() > LISTED {
+        text.push(String::new());
+        text.push(format!("  ... and {} older ones", files.len() - LISTED));
+    }
+    crate::outln!("{}", text.join("\n"));
+    Ok(ExitCode::Ok)
+}
+
 impl Repair for RestoreRepair {
     fn id(&self) -> &'static str {
         "restore"
+    }
+
+    fn command(&self) -> String {
+        "restore".to_string()
+    }
+
+    fn proven_by(&self) -> Option<&'static str> {
+        // What the restore brought back is the repaired finding again.
+        let repair = self.backup.as_ref()?.repair.as_str();
+        crate::issues::KnownIssue::find(if repair == "provision" {
+            "teams"
+        } else {
+            repair
+        })
+        .map(|i| i.check)
     }
 
     fn subject(&self) -> String {
@@ -243,6 +369,8 @@ impl Repair for RestoreRepair {
 
     async fn plan(&mut self, ctx: &Ctx) -> Result<Vec<PlanStep>> {
         let backup = backup::read(&self.path)?;
+        self.notes
+            .push(format!("This restore puts back {}.", brings_back(&backup)));
         let (repair, inverted) = match backup.repair.as_str() {
             "restore" => (backup.undoes.clone().unwrap_or_default(), true),
             r => (r.to_string(), false),
@@ -428,11 +556,7 @@ impl RestoreRepair {
                             ));
                             continue;
                         }
-                        detail.push(format!(
-                            "{col}: {} -> {}",
-                            tables::show_value(&col, a),
-                            tables::show_value(&col, b)
-                        ));
+                        detail.extend(tables::show_change(&col, a, b));
                         values.insert(col, b.cloned().unwrap_or(Value::Null));
                     }
                     if values.is_empty() {
@@ -441,16 +565,10 @@ impl RestoreRepair {
                     let mut merged = now.clone();
                     merged.extend(values.clone());
                     conflicts.extend(tx.clashes(spec, c.key, &merged).await?);
-                    if spec.name == "oidc_user" && values.contains_key("subiss") {
-                        self.notes.push(format!(
-                            "{what} gets its old subject back: that user's next login will fail with a 409 \
-                             conflict again, until they are relinked."
-                        ));
-                    }
                     steps.push(PlanStep::new(
                         "update",
                         format!("{what}{}", describe_row(spec.name, Some(now))),
-                        detail.join("; "),
+                        detail.join("\n"),
                     ));
                     self.rows.push(RowRestore {
                         spec,

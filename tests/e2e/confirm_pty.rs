@@ -43,7 +43,7 @@ async fn answering_no_changes_nothing() {
         "declined, not failed: {shown}"
     );
     assert!(
-        shown.contains("Plan: fix oidc-conflict"),
+        shown.contains("Plan: harbor-doctor fix oidc-conflict"),
         "the plan is shown before the question:\n{shown}"
     );
     assert_eq!(reg.snapshot().await, before);

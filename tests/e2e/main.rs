@@ -28,3 +28,4 @@ mod provision;
 mod report;
 mod serve;
 mod teams_harbor_only;
+mod terminal;

@@ -696,8 +696,8 @@ async fn restore_puts_back_only_what_the_repair_changed_and_can_be_undone() {
         doc["plan"][0]["detail"]
             .as_str()
             .unwrap()
-            .starts_with("subiss:"),
-        "{doc}"
+            .starts_with("sub: 9b1d2c3e-0000-4000-8000-00000000abcd -> a-sub\nissuer: "),
+        "the subject and the issuer apart: {doc}"
     );
     assert!(
         stderr(&o).contains("409"),

@@ -98,6 +98,42 @@ impl RowChange {
     }
 }
 
+/// A column's change for people, one line per part: `subiss` (subject and
+/// issuer glued, as Harbor stores them) shows as its subject and its issuer,
+/// each `old -> new`, so that which of the two changes can be read.
+pub fn show_change(column: &str, from: Option<&Value>, to: Option<&Value>) -> Vec<String> {
+    if column == "subiss" {
+        let split = |v: Option<&Value>| -> Option<(String, String)> {
+            let s = v?.as_str()?;
+            let at = ["https://", "http://"]
+                .iter()
+                .filter_map(|p| s.find(p))
+                .min()?;
+            Some((s[..at].to_string(), s[at..].to_string()))
+        };
+        if let (Some((sub_a, iss_a)), Some((sub_b, iss_b))) = (split(from), split(to)) {
+            let part = |name: &str, a: String, b: String| {
+                let (a, b) = (Value::String(a), Value::String(b));
+                if a == b {
+                    format!("{name}: {} (unchanged)", show_value(column, Some(&a)))
+                } else {
+                    format!(
+                        "{name}: {} -> {}",
+                        show_value(column, Some(&a)),
+                        show_value(column, Some(&b))
+                    )
+                }
+            };
+            return vec![part("sub", sub_a, sub_b), part("issuer", iss_a, iss_b)];
+        }
+    }
+    vec![format!(
+        "{column}: {} -> {}",
+        show_value(column, from),
+        show_value(column, to)
+    )]
+}
+
 /// A value for people: secrets replaced by a mark that says they exist.
 pub fn show_value(column: &str, v: Option<&Value>) -> String {
     match v {

@@ -420,6 +420,14 @@ impl Repair for ProvisionRepair {
         REPAIR
     }
 
+    fn command(&self) -> String {
+        REPAIR.to_string()
+    }
+
+    fn proven_by(&self) -> Option<&'static str> {
+        Some(CHECK)
+    }
+
     fn subject(&self) -> String {
         match &self.selection {
             Selection::All => "all teams".into(),

@@ -643,7 +643,9 @@ impl TeamPlan {
                     "regenerate",
                     target(format!("robot {login} secret")),
                     format!(
-                        "new password, written to {name}/{} first, then set on the robot",
+                        "new password, written to {name}/{} first, then set on the robot; whatever else \
+                         logs in as {login} with the old one (a copy of that Secret elsewhere, a CI \
+                         variable, a docker config) is refused from then on",
                         rp.kind.secret_name()
                     ),
                 )),
