@@ -44,7 +44,8 @@ const OLDER_FORMATS: &[&str] = &["harbor-doctor-backup/1"];
 /// No real backup comes near this: a user's rows are a few kilobytes, and
 /// `--all` over 100,000 users stays well below it.
 const MAX_BACKUP_BYTES: u64 = 256 << 20;
-const KEY_FILE: &str = "backup-seal.key";
+/// The seal key's file name, in the state directory.
+pub const KEY_FILE: &str = "backup-seal.key";
 
 /// One thing a repair changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,10 @@ use harbor_doctor::outcome::{exit_code_of, ExitCode};
 use harbor_doctor::{app, packaging};
 
 fn main() {
+    // As kubectl_complete-harbor_doctor: kubectl asking for completions.
+    if let Some(code) = packaging::run_as_completer() {
+        std::process::exit(code);
+    }
     // Also as the kubectl plugin (kubectl-harbor_doctor): see packaging.
     let cli = match packaging::parse_args() {
         Ok(cli) => cli,

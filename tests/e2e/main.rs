@@ -8,6 +8,7 @@
 mod support;
 
 mod cli_login;
+mod completions;
 mod confirm_pty;
 mod connectivity;
 mod docker_login;

@@ -58,6 +58,41 @@ fn completions_for_each_shell_name_every_subcommand() {
     assert_exit(&doctor(&["completions", "tcsh"]), 2);
 }
 
+/// The `.SH` headings of a page, in order.
+fn headings(page: &str) -> Vec<String> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(".SH "))
+        .map(|h| h.trim_matches('"').to_string())
+        .collect()
+}
+
+/// The text of section `name` of a page's roff source, `\-` read as `-`.
+fn section(page: &str, name: &str) -> String {
+    let mut text = String::new();
+    let mut inside = false;
+    for line in page.lines() {
+        if let Some(heading) = line.strip_prefix(".SH ") {
+            inside = heading.trim_matches('"') == name;
+            continue;
+        }
+        if inside {
+            text.push_str(&line.replace("\\-", "-"));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+const PAGE_SECTIONS: &[&str] = &[
+    "NAME",
+    "SYNOPSIS",
+    "DESCRIPTION",
+    "OPTIONS",
+    "EXIT STATUS",
+    "ENVIRONMENT",
+    "FILES",
+];
+
 #[test]
 fn man_pages_come_from_the_cli_definition() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,19 +109,166 @@ fn man_pages_come_from_the_cli_definition() {
         );
     }
     assert!(names.contains(&"harbor-doctor-fix-oidc-conflict.1".to_string()));
+    assert!(
+        !names.contains(&"harbor-doctor-fix-connectivity.1".to_string()),
+        "a check without a repair gets no page: {names:?}"
+    );
     let main = std::fs::read_to_string(&pages[0]).unwrap();
     assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main:.200}");
+    assert_eq!(main.matches(".ds Aq").count(), 2, "the preamble once");
     assert!(main.contains(".TH harbor-doctor 1"), "{main:.400}");
-    for text in [
-        "HARBOR_DATABASE_URL",
+    assert_eq!(
+        headings(&main),
+        [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "OPTIONS",
+            "SUBCOMMANDS",
+            "EXIT STATUS",
+            "ENVIRONMENT",
+            "FILES",
+            "EXAMPLES",
+            "NOTES",
+            "SEE ALSO",
+            "VERSION"
+        ]
+    );
+
+    let exit = section(&main, "EXIT STATUS");
+    for code in 0..=5 {
+        assert!(
+            exit.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "{code}: {exit}"
+        );
+    }
+    assert!(exit.contains("--fail-on"), "{exit}");
+
+    // Every variable an option reads, straight from the definition.
+    let environment = section(&main, "ENVIRONMENT");
+    let cmd = <harbor_doctor::cli::Cli as clap::CommandFactory>::command();
+    let from_options: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    assert!(from_options.len() >= 10, "{from_options:?}");
+    for var in from_options.iter().map(String::as_str).chain([
+        "HARBOR_URL",
         "KEYCLOAK_URL",
-        "Exit codes",
-        "diagnose",
+        "KUBECONFIG",
+        "HARBOR_CLI_SECRET",
+    ]) {
+        assert!(
+            environment.contains(&format!("\\fB{var}\\fR")),
+            "ENVIRONMENT lacks {var}: {environment}"
+        );
+    }
+
+    let files = section(&main, "FILES");
+    for path in [
+        "$XDG_STATE_HOME/harbor-doctor/backups",
+        "~/.local/state/harbor-doctor/backups",
+        "~/.kube/config",
+        "harbor-doctor-lab-",
+        "kubectl_complete-harbor_doctor",
     ] {
-        assert!(main.contains(text), "the main page mentions {text}");
+        assert!(files.contains(path), "FILES lacks {path}: {files}");
+    }
+
+    let examples = section(&main, "EXAMPLES");
+    for example in [
+        "harbor-doctor diagnose\\fR",
+        "harbor-doctor diagnose oidc-users -o json",
+        "harbor-doctor fix oidc-users --user alice --dry-run",
+        "harbor-doctor provision --all",
+    ] {
+        assert!(
+            examples.contains(example),
+            "EXAMPLES lacks {example}: {examples}"
+        );
+    }
+    // The namespace option as the definition spells it: -n once it has
+    // the short form.
+    let plugin_example = |text: &str| {
+        ["-n", "--harbor-namespace"]
+            .iter()
+            .any(|o| text.contains(&format!("kubectl harbor-doctor {o} harbor diagnose")))
+    };
+    assert!(plugin_example(&examples), "{examples}");
+    assert!(
+        !main.contains("EXTRA"),
+        "exit codes under EXIT STATUS, not EXTRA"
+    );
+
+    // Each subcommand's page: the same sections, and only its own examples.
+    for page in &pages[1..] {
+        let text = std::fs::read_to_string(page).unwrap();
+        let got = headings(&text);
+        let name = page.display();
+        let mut at = 0;
+        for want in PAGE_SECTIONS {
+            let found = got[at..].iter().position(|h| h == want);
+            at += found.unwrap_or_else(|| panic!("{name}: no {want} after the last: {got:?}")) + 1;
+        }
+        assert!(!got.contains(&"EXTRA".to_string()), "{name}");
     }
     let diagnose = std::fs::read_to_string(dir.path().join("harbor-doctor-diagnose.1")).unwrap();
     assert!(diagnose.contains("fail\\-on"), "{diagnose}");
+    let examples = section(&diagnose, "EXAMPLES");
+    assert!(
+        examples.contains("diagnose oidc-users -o json"),
+        "{examples}"
+    );
+    assert!(!examples.contains("provision"), "{examples}");
+    let environment = section(&diagnose, "ENVIRONMENT");
+    assert!(
+        environment.contains("HARBOR_URL"),
+        "global options' variables too"
+    );
+    let fix =
+        std::fs::read_to_string(dir.path().join("harbor-doctor-fix-oidc-conflict.1")).unwrap();
+    assert!(
+        section(&fix, "EXAMPLES").contains("fix oidc-users --user alice"),
+        "an example that uses the alias lands on the repair's page"
+    );
+    let restore = std::fs::read_to_string(dir.path().join("harbor-doctor-restore.1")).unwrap();
+    assert!(
+        !headings(&restore).contains(&"EXAMPLES".to_string()),
+        "no examples, no heading"
+    );
+
+    // groff formats every page without a warning, and the examples come
+    // out whole.
+    if !tool_available("groff", "groff-base", "formatting the manual pages") {
+        return;
+    }
+    for page in &pages {
+        let o = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-P-cbou"])
+            .arg(page)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", page.display(), stderr(&o));
+        assert!(
+            o.stderr.is_empty(),
+            "groff warns about {}: {}",
+            page.display(),
+            stderr(&o)
+        );
+        if page == &pages[0] {
+            let text = stdout(&o);
+            for line in [
+                "harbor-doctor fix oidc-users --user alice --dry-run",
+                "harbor-doctor diagnose oidc-users -o json",
+                "EXIT STATUS",
+            ] {
+                assert!(text.contains(line), "formatted page lacks {line}:\n{text}");
+            }
+            assert!(plugin_example(&text), "{text}");
+        }
+    }
 }
 
 /// The binary installed under the kubectl plugin's name.

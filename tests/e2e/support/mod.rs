@@ -8,6 +8,7 @@ mod doctor;
 mod output;
 mod registry;
 mod secrets;
+mod tools;
 
 pub mod k8s;
 pub mod pty;
@@ -17,3 +18,4 @@ pub use doctor::*;
 pub use output::*;
 pub use registry::*;
 pub use secrets::*;
+pub use tools::*;
