@@ -124,6 +124,9 @@ fn man_pages_come_from_the_cli_definition() {
             "SYNOPSIS",
             "DESCRIPTION",
             "OPTIONS",
+            // The help's headings, as clap_mangen writes them.
+            "GLOBAL OPTIONS",
+            "REPAIR OPTIONS (FIX, PROVISION, RESTORE)",
             "SUBCOMMANDS",
             "EXIT STATUS",
             "ENVIRONMENT",
