@@ -32,7 +32,8 @@ pub fn colour_on_stderr() -> bool {
 /// The width text on stdout is laid out for: the terminal's; else
 /// `$COLUMNS`, as shells export it; else [`UNKNOWN_WIDTH`].
 fn stdout_width() -> usize {
-    if let Some((w, _)) = console::Term::stdout()
+    // console gives (rows, columns).
+    if let Some((_, w)) = console::Term::stdout()
         .size_checked()
         .filter(|_| std::io::stdout().is_terminal())
     {

@@ -507,6 +507,9 @@ async fn lines_fit_the_width_when_piped_and_commands_are_never_cut() {
         let o = run(cmd).await;
         assert_exit(&o, 1);
         let out = stdout(&o);
+        // NO_COLOR asks for plain text: ASCII marks.
+        assert!(out.contains("[x] oidc-users"), "{out}");
+        assert!(!out.contains('✗') && !out.contains('…'), "{out}");
         // A repair command, or one quoted in a summary, is whole on its
         // line however wide; everything else fits.
         for line in out.lines() {

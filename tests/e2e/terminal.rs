@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::support::pty;
 use crate::support::*;
 use harbor_doctor_sim::lab::{Lab, Postgres};
 
@@ -123,6 +124,41 @@ async fn the_labs_report_fits_80_columns_and_matches_its_snapshot() {
         shown, expected,
         "the lab's report changed; if that is intended, review it and run with UPDATE_SNAPSHOTS=1"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_report_uses_its_width_and_not_columns() {
+    let lab = start_lab().await;
+    let backups = tempfile::tempdir().unwrap();
+    for cols in [80u16, 160] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harbor-doctor"));
+        cmd.env_clear()
+            .envs(lab.env().iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HOME", std::env::temp_dir())
+            .env("HARBOR_DOCTOR_TIMEOUT", "60")
+            .env("HARBOR_DOCTOR_BACKUP_DIR", backups.path())
+            .env("LANG", "C.UTF-8")
+            .env("NO_COLOR", "1")
+            // A stale COLUMNS (from another window) does not decide.
+            .env("COLUMNS", "50")
+            .args(["diagnose", "multi-attach"]);
+        let (code, shown) =
+            tokio::task::spawn_blocking(move || pty::in_terminal_of_width(cmd, cols))
+                .await
+                .unwrap();
+        assert_eq!(code, 1, "{shown}");
+        let widest = shown
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("harbor-doctor "))
+            .map(|l| l.trim_end_matches('\r').chars().count())
+            .max()
+            .unwrap();
+        assert!(widest <= cols as usize, "{cols}: {widest}\n{shown}");
+        assert!(
+            widest > 60,
+            "{cols} columns used, not COLUMNS: {widest}\n{shown}"
+        );
+    }
 }
 
 fn json_doc(o: &std::process::Output) -> serde_json::Value {

@@ -15,6 +15,25 @@ use harbor_doctor_sim::postgres::PgServer;
 /// each other.
 static ONE_TERMINAL: Mutex<()> = Mutex::new(());
 
+/// [`in_terminal`] in a terminal `cols` columns wide.
+pub fn in_terminal_of_width(mut cmd: Command, cols: u16) -> (i32, String) {
+    unsafe {
+        cmd.pre_exec(move || {
+            let size = libc::winsize {
+                ws_row: 50,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            if libc::ioctl(0, libc::TIOCSWINSZ, &size) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    in_terminal(cmd, &[])
+}
+
 /// Runs `cmd` in a pseudo-terminal, waits for each question in turn and
 /// types its reply, then waits for the end. Returns the exit code and all
 /// the terminal showed (stdout and stderr both).
