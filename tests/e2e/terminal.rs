@@ -426,3 +426,69 @@ fn help_puts_a_commands_own_options_first_and_has_examples() {
         .expect("--yes is under the repair heading");
     assert!(help[repair..].contains("--yes"), "{help}");
 }
+
+/// No finding may name a repair that cannot change it: in the lab, each
+/// finding's own command, run alone, removes that finding (same check,
+/// kind and subject), and nothing else it names is left for it to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_findings_own_repair_removes_it() {
+    let lab = start_lab().await;
+    let backups = tempfile::tempdir().unwrap();
+    let diagnose = || {
+        let mut c = doctor_in(&lab, backups.path());
+        c.args(["diagnose", "-o", "json"]);
+        c
+    };
+    let doc = json_doc(&run(diagnose()).await);
+    let findings: Vec<serde_json::Value> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["findings"].as_array().unwrap().clone())
+        .collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    for f in &findings {
+        let key = (f["check"].clone(), f["kind"].clone(), f["subject"].clone());
+        let Some(repair) = f["repair"].as_str() else {
+            continue;
+        };
+        // The command as a shell would split it (the lab's names need no quoting).
+        let words: Vec<&str> = repair.split(' ').collect();
+        assert_eq!(words[0], "harbor-doctor", "{repair}");
+        let o = run({
+            let mut c = doctor_in(&lab, backups.path());
+            c.args(&words[1..]).arg("--yes");
+            c
+        })
+        .await;
+        assert_exit(&o, 0);
+        let after = json_doc(&run(diagnose()).await);
+        let still: Vec<&serde_json::Value> = after["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["findings"].as_array().unwrap())
+            .filter(|g| (g["check"].clone(), g["kind"].clone(), g["subject"].clone()) == key)
+            .collect();
+        assert!(still.is_empty(), "`{repair}` left its finding: {still:#?}");
+        kinds.insert(format!(
+            "{}/{}",
+            key.0.as_str().unwrap(),
+            key.1.as_str().unwrap()
+        ));
+    }
+    // The lab plants one of each of these; a kind dropped from the lab
+    // should be a decision, not an accident.
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "cli-login/scope-without-offline-access",
+            "multi-attach/stale-replicaset",
+            "oidc-users/sub-changed",
+            "registry-strategy/rolling-update-with-rwo",
+            "teams/robot-missing",
+            "teams/secret-missing",
+            "teams/serviceaccount-missing",
+        ]
+    );
+}
