@@ -331,39 +331,18 @@ impl Lab {
         let host = self.registry_host()?;
         for id in TEAMS {
             let name = format!("team-{id}");
-            self.kube
-                .put(json!({"apiVersion": "v1", "kind": "Namespace",
-                                 "metadata": {"name": name}}))?;
-            self.harbor.add_project(&name, false);
-            self.harbor.add_group_member(&name, &name, 3, 2);
-            self.harbor.add_group_member(&name, "all-teams-admin", 3, 1);
-            // As current Otomi provisions a team: pull, push and builds
-            // robots, each with its Secret.
-            for (kind, actions) in [
-                ("pull", &["pull"][..]),
-                ("push", &["pull", "push"][..]),
-                ("builds", &["pull", "push"][..]),
+            self.add_team(&name, &host)?;
+            for (kind, missing) in [
+                ("push", id == TEAM_WITHOUT_ROBOT),
+                ("builds", id == TEAM_WITHOUT_BUILDS_ROBOT),
             ] {
-                let robot = self.harbor.add_robot(RobotSeed::system(
-                    &format!("{name}-{kind}"),
-                    &name,
-                    actions,
-                ));
-                let login = self.harbor.robot_login_name(&robot);
-                self.kube.put(if kind == "builds" {
-                    builds_secret(&name, &host, &login, &robot.secret)
-                } else {
-                    docker_secret(
-                        &name,
-                        &format!("harbor-{kind}secret"),
-                        &host,
-                        &login,
-                        &robot.secret,
-                    )
-                })?;
-                if (id == TEAM_WITHOUT_ROBOT && kind == "push")
-                    || (id == TEAM_WITHOUT_BUILDS_ROBOT && kind == "builds")
-                {
+                if missing {
+                    let robot = self
+                        .harbor
+                        .robots()
+                        .into_iter()
+                        .find(|r| r.name == format!("{name}-{kind}"))
+                        .ok_or_else(|| anyhow!("the lab's robot {name}-{kind} is missing"))?;
                     self.harbor.remove_robot(robot.id);
                 }
             }
@@ -372,12 +351,6 @@ impl Lab {
                 let _ = self
                     .kube
                     .delete("v1", "ServiceAccount", Some(&name), "default");
-            } else {
-                self.kube
-                    .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                                     "metadata": {"name": "default", "namespace": name},
-                                     "imagePullSecrets": [{"name": "harbor-pullsecret"},
-                                                          {"name": "harbor-pushsecret"}]}))?;
             }
         }
         self.kube.delete(
@@ -465,6 +438,89 @@ impl Lab {
     }
 
     /// Harbor's external host and port, as docker and the Secrets name it.
+    /// One team as current Otomi provisions it: namespace, project, the
+    /// team's and the admins' groups as members, pull, push and builds
+    /// robots each with its Secret, and the default ServiceAccount with the
+    /// pull and push Secrets.
+    fn add_team(&self, name: &str, host: &str) -> Result<()> {
+        self.kube
+            .put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))?;
+        self.harbor.add_project(name, false);
+        self.harbor.add_group_member(name, name, 3, 2);
+        self.harbor.add_group_member(name, "all-teams-admin", 3, 1);
+        for (kind, actions) in [
+            ("pull", &["pull"][..]),
+            ("push", &["pull", "push"][..]),
+            ("builds", &["pull", "push"][..]),
+        ] {
+            let robot =
+                self.harbor
+                    .add_robot(RobotSeed::system(&format!("{name}-{kind}"), name, actions));
+            let login = self.harbor.robot_login_name(&robot);
+            self.kube.put(if kind == "builds" {
+                builds_secret(name, host, &login, &robot.secret)
+            } else {
+                docker_secret(
+                    name,
+                    &format!("harbor-{kind}secret"),
+                    host,
+                    &login,
+                    &robot.secret,
+                )
+            })?;
+        }
+        self.kube
+            .put(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "default", "namespace": name},
+                             "imagePullSecrets": [{"name": "harbor-pullsecret"},
+                                                  {"name": "harbor-pushsecret"}]}))?;
+        Ok(())
+    }
+
+    /// Makes the lab an installation of `teams` more healthy teams and
+    /// `users` more healthy OIDC users (linked in Harbor, the same ids in
+    /// Keycloak), for benchmarks at a real installation's size.
+    pub async fn grow(&self, teams: usize, users: usize) -> Result<()> {
+        let host = self.registry_host()?;
+        for n in 0..teams {
+            self.add_team(&format!("team-bench{n}"), &host)?;
+        }
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "HARBOR_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("the lab has no database URL"))?;
+        let sql = postgres::connect(&url).await?;
+        let issuer = self.keycloak.issuer(REALM);
+        let names: Vec<String> = (0..users).map(|n| format!("user{n}@example.com")).collect();
+        let subs: Vec<String> = (0..users)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        for chunk in (0..users).collect::<Vec<_>>().chunks(5000) {
+            let new: Vec<NewUser> = chunk
+                .iter()
+                .map(|&i| NewUser {
+                    username: &names[i],
+                    email: Some(&names[i]),
+                    realname: &names[i],
+                    sysadmin: false,
+                })
+                .collect();
+            let ids = seed::add_users(&sql, &new).await?;
+            let links: Vec<(i32, &str, &str)> = chunk
+                .iter()
+                .zip(ids)
+                .map(|(&i, id)| (id, subs[i].as_str(), issuer.as_str()))
+                .collect();
+            seed::link_all(&sql, &links, LAB_CREDENTIALS).await?;
+        }
+        for (name, sub) in names.iter().zip(&subs) {
+            self.keycloak.add_user(REALM, name, Some(name), sub);
+        }
+        Ok(())
+    }
+
     fn registry_host(&self) -> Result<String> {
         url::Url::parse(&self.harbor.external_url())
             .ok()
