@@ -11,6 +11,7 @@ mod cli_login;
 mod confirm_pty;
 mod connectivity;
 mod docker_login;
+mod docs;
 mod harbor_client;
 mod harbor_discovery;
 mod k8s_database;
