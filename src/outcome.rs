@@ -25,8 +25,41 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// Every exit code, in numeric order: the reference (docs/cli.md) is
+    /// generated from this list and [`ExitCode::meaning`].
+    pub const ALL: [ExitCode; 6] = [
+        ExitCode::Ok,
+        ExitCode::Findings,
+        ExitCode::Usage,
+        ExitCode::CannotRun,
+        ExitCode::NotConfirmed,
+        ExitCode::Incomplete,
+    ];
+
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// What the code tells a script, in the contract's words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "healthy, or the repair was applied and verified, or a dry run",
+            ExitCode::Findings => {
+                "`diagnose` found a finding at or above `--fail-on` (default: any warning or problem)"
+            }
+            ExitCode::Usage => "usage error",
+            ExitCode::CannotRun => {
+                "could not run or refused: a system unreachable, credentials rejected, bad input, a repair \
+                 refused as unsafe (the reason is printed)"
+            }
+            ExitCode::NotConfirmed => {
+                "nothing changed: confirmation declined, or needed but no terminal and no `--yes`"
+            }
+            ExitCode::Incomplete => {
+                "a repair started but did not complete: a step failed, it was partly applied, the outcome \
+                 of a commit is unknown, or verification failed"
+            }
+        }
     }
 }
 
@@ -79,5 +112,28 @@ pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
     match crate::clients::error::kind_of(err) {
         Some(crate::clients::error::ErrorKind::OutcomeUnknown) => ExitCode::Incomplete,
         _ => ExitCode::CannotRun,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_in_order_and_in_the_help() {
+        let codes: Vec<i32> = ExitCode::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(codes, (0..ExitCode::ALL.len() as i32).collect::<Vec<_>>());
+        // `--help` has its own shorter wording (cli.rs); it must list the
+        // same codes, no more.
+        let help = <crate::cli::Cli as clap::CommandFactory>::command()
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let listed: Vec<i32> = help
+            .lines()
+            .filter_map(|l| l.trim_start().split_once("  "))
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect();
+        assert_eq!(listed, codes, "the exit codes in --help:\n{help}");
     }
 }

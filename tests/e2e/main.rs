@@ -12,6 +12,7 @@ mod completions;
 mod confirm_pty;
 mod connectivity;
 mod docker_login;
+mod docs;
 mod harbor_client;
 mod harbor_discovery;
 mod k8s_database;

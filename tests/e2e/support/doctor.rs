@@ -13,7 +13,7 @@ use super::Registry;
 
 /// Variables the doctor reads that are no option's `env`, so the command
 /// line's definition cannot name them.
-const OTHER_ENV: &[&str] = &[
+pub const OTHER_ENV: &[&str] = &[
     // The kube client reads it itself: it may list several files.
     "KUBECONFIG",
     // Inside a pod (a CI runner on Kubernetes) the kube client would use
