@@ -41,6 +41,8 @@ fn doctor(lab: &Lab, backups: &std::path::Path) -> Command {
 }
 
 /// A child's CPU seconds and peak resident KiB, from wait4.
+// wait4 reaps the child: std's wait cannot report its resource usage.
+#[allow(clippy::zombie_processes)]
 fn run_measured(mut cmd: Command) -> (Duration, f64, u64) {
     let started = Instant::now();
     let child = cmd
