@@ -26,5 +26,6 @@ mod oidc_keycloak;
 mod packaging;
 mod provision;
 mod report;
+mod runbooks;
 mod serve;
 mod teams_harbor_only;
