@@ -1,6 +1,6 @@
 //! Dispatches a parsed command line to the code that runs it.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 
@@ -66,24 +66,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `runbook`: the list of runbooks, or one laid out for reading (through a
+/// pager on a terminal).
 fn print_runbook(id: Option<&str>) -> Result<ExitCode> {
-    let mut stdout = crate::pipe::stdout();
-    match id {
-        None => {
-            for runbook in runbooks::all() {
-                writeln!(stdout, "{:<20} {}", runbook.id, runbook.summary)?;
-            }
+    let Some(id) = id else {
+        let mut stdout = crate::pipe::stdout();
+        for runbook in runbooks::all() {
+            writeln!(stdout, "{:<20} {}", runbook.id, runbook.summary)?;
         }
-        Some(id) => match runbooks::find(id) {
-            Some(text) => write!(stdout, "{text}")?,
-            None => {
-                let ids: Vec<&str> = runbooks::all().map(|r| r.id).collect();
-                return Err(refused(format!(
-                    "no runbook {id:?}; the runbooks are: {}",
-                    ids.join(", ")
-                )));
-            }
-        },
-    }
+        return Ok(ExitCode::Ok);
+    };
+    let Some(text) = runbooks::find(id) else {
+        let ids: Vec<&str> = runbooks::all().map(|r| r.id).collect();
+        return Err(refused(format!(
+            "no runbook {id:?}; the runbooks are: {}",
+            ids.join(", ")
+        )));
+    };
+    let style = crate::markdown::Style {
+        width: crate::render::stdout_width(),
+        ansi: !crate::render::no_color() && std::io::stdout().is_terminal(),
+    };
+    crate::pager::show(&crate::markdown::render(text, &style))?;
     Ok(ExitCode::Ok)
 }

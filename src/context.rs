@@ -260,6 +260,7 @@ impl Ctx {
             realm,
             username,
             password,
+            ca_cert: self.opts.ca_cert.clone(),
         };
         Keycloak::new(settings, self.timeout())
             .map_err(|e| KeycloakMissing::failed(format!("{e:#}")))

@@ -289,9 +289,9 @@ impl Harbor {
             .redirect(reqwest::redirect::Policy::none());
         match url.scheme() {
             "https" => {
-                let roots = tls::root_store(settings.ca_cert.as_deref())
+                let config = tls::https_config(settings.ca_cert.as_deref())
                     .map_err(|e| refused(format!("{e:#}")))?;
-                builder = builder.use_preconfigured_tls(tls::verifying_config(roots));
+                builder = builder.use_preconfigured_tls(config);
             }
             "http" => {}
             other => {
@@ -407,26 +407,36 @@ impl Harbor {
         request_id: &str,
         e: reqwest::Error,
     ) -> anyhow::Error {
-        let kind = if e.is_timeout() {
-            "timed out (see --timeout)"
-        } else if e.is_connect() {
-            "could not connect"
-        } else {
-            "the request failed"
+        let message = match tls::CertificateProblem::find(&e) {
+            // Says what to give instead, which the TLS error alone does not.
+            Some(problem) => format!(
+                "Harbor at {} is not reachable over HTTPS: {problem}",
+                self.base
+            ),
+            None => {
+                let kind = if e.is_timeout() {
+                    "timed out (see --timeout)"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "the request failed"
+                };
+                let mut cause = String::new();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    cause = format!(": {s}");
+                    src = s.source();
+                }
+                format!("Harbor at {} is not reachable ({kind}{cause})", self.base)
+            }
         };
-        let mut cause = String::new();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            cause = format!(": {s}");
-            src = s.source();
-        }
         refused(
             HarborError {
                 method: method.to_string(),
                 path: path.to_string(),
                 status: None,
                 code: None,
-                message: format!("Harbor at {} is not reachable ({kind}{cause})", self.base),
+                message,
                 request_id: request_id.to_string(),
             }
             .to_string(),

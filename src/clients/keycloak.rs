@@ -59,6 +59,9 @@ pub struct KeycloakSettings {
     pub realm: String,
     pub username: String,
     pub password: String,
+    /// The CA to verify Keycloak's HTTPS certificate with (`--ca-cert`),
+    /// instead of the system's roots.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for KeycloakSettings {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for KeycloakSettings {
             .field("realm", &self.realm)
             .field("username", &self.username)
             .field("password", &"<hidden>")
+            .field("ca_cert", &self.ca_cert)
             .finish()
     }
 }
@@ -96,15 +100,17 @@ pub struct Keycloak {
 
 impl Keycloak {
     pub fn new(settings: KeycloakSettings, timeout: Duration) -> Result<Keycloak> {
-        crate::clients::tls::install_crypto_provider();
+        let url = crate::clients::http::parse_service_url(&settings.base_url, "--keycloak-url")?;
+        // The same trust as Harbor's: --ca-cert, else the system's roots.
+        let tls = crate::clients::tls::https_config(settings.ca_cert.as_deref())
+            .map_err(|e| refused(format!("{e:#}")))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .use_rustls_tls()
+            .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for Keycloak")?;
-        let url = crate::clients::http::parse_service_url(&settings.base_url, "--keycloak-url")?;
         let mut settings = settings;
         settings.base_url = url.as_str().trim_end_matches('/').to_string();
         Ok(Keycloak {
@@ -125,6 +131,12 @@ impl Keycloak {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        if let Some(problem) = crate::clients::tls::CertificateProblem::find(&e) {
+            return refused(format!(
+                "Keycloak at {} is not reachable over HTTPS: {problem}",
+                self.settings.base_url
+            ));
+        }
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -132,9 +144,14 @@ impl Keycloak {
         } else {
             "request failed"
         };
-        let src = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
+        // The innermost cause says what happened ("connection refused");
+        // the outer ones only that the request failed.
+        let mut src = String::new();
+        let mut next = std::error::Error::source(&e);
+        while let Some(s) = next {
+            src = format!(": {s}");
+            next = s.source();
+        }
         refused(format!(
             "Keycloak at {} is not reachable ({kind}{src})",
             self.settings.base_url

@@ -763,6 +763,7 @@ mod tests {
                 realm: "otomi".into(),
                 username: "kc-admin".into(),
                 password: "kc-pass".into(),
+                ca_cert: None,
             },
             std::time::Duration::from_secs(10),
         )

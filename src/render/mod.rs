@@ -19,7 +19,7 @@ const PIPED_WIDTH: u16 = 120;
 
 /// Whether NO_COLOR asks for no colour (set and not empty, as
 /// no-color.org says).
-fn no_color() -> bool {
+pub(crate) fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
@@ -31,9 +31,9 @@ pub fn colour_on_stderr() -> bool {
 
 /// The width text on stdout is laid out for: the terminal's; else
 /// `$COLUMNS`, as shells export it; else [`UNKNOWN_WIDTH`].
-fn stdout_width() -> usize {
+pub(crate) fn stdout_width() -> usize {
     // console gives (rows, columns).
-    if let Some((_, w)) = console::Term::stdout()
+    if let Some((_rows, w)) = console::Term::stdout()
         .size_checked()
         .filter(|_| std::io::stdout().is_terminal())
     {

@@ -293,3 +293,127 @@ async fn a_huge_user_name_is_cut_in_messages() {
         stderr(&o)
     );
 }
+
+/// The first finding's summary, for a check with one finding about `kind`.
+fn summary_of(o: &std::process::Output, kind: &str) -> String {
+    let c = only_check(o);
+    let f = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} finding: {c:#}"));
+    f["summary"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_names_the_host_its_issuer_and_the_remedy() {
+    let h = HarborSim::start(HarborOptions {
+        tls: true,
+        ..harbor_opts()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (right_ca, other_ca) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&right_ca, h.ca_pem().unwrap()).unwrap();
+    let other = harbor_doctor_sim::tls::TestPki::generate().unwrap();
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+
+    // Without the CA: not trusted by the system's roots.
+    let o = run(connectivity(&h.url(), PW)).await;
+    assert_exit(&o, 1);
+    let summary = summary_of(&o, "harbor-unreachable");
+    for part in [
+        &format!("Harbor at {} is not reachable over HTTPS", h.url()),
+        "certificate 127.0.0.1 presented",
+        "issued to CN=localhost by CN=harbor-doctor simulator CA",
+        "is not trusted by the system's trusted roots",
+        "give the CA certificate that signed it (PEM) with --ca-cert PATH (HARBOR_CA_CERT)",
+    ] {
+        assert!(summary.contains(part), "{part:?} in {summary}");
+    }
+    assert!(!summary.contains("UnknownIssuer"), "{summary}");
+    assert_no_secret(&o, &[PW]);
+
+    // With another CA: that file is named, as holding the wrong CA.
+    let o = run({
+        let mut c = connectivity(&h.url(), PW);
+        c.env("HARBOR_CA_CERT", &other_ca);
+        c
+    })
+    .await;
+    let summary = summary_of(&o, "harbor-unreachable");
+    let named = format!(
+        "the CA certificate given with --ca-cert ({})",
+        other_ca.display()
+    );
+    assert!(summary.contains(&named), "{summary}");
+    assert!(summary.contains("holds another CA"), "{summary}");
+
+    // A check that needs Harbor cannot run: exit 3, with the same words.
+    let o = run({
+        let mut c = bare_doctor();
+        c.env("HARBOR_URL", h.url())
+            .env("HARBOR_PASSWORD", PW)
+            .env("HARBOR_DOCTOR_TIMEOUT", "10")
+            .args(["diagnose", "cli-login", "-o", "json"]);
+        c
+    })
+    .await;
+    assert_exit(&o, 3);
+    let c = only_check(&o);
+    assert_eq!(c["status"], "error", "{c:#}");
+    let reason = c["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("CN=harbor-doctor simulator CA") && reason.contains("--ca-cert PATH"),
+        "{reason}"
+    );
+    assert_no_secret(&o, &[PW]);
+
+    // With the right CA it is fine.
+    let o = run({
+        let mut c = connectivity(&h.url(), PW);
+        c.env("HARBOR_CA_CERT", &right_ca);
+        c
+    })
+    .await;
+    assert_exit(&o, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_is_verified_with_the_given_ca_too() {
+    let h = HarborSim::start(harbor_opts()).await.unwrap();
+    let pki = harbor_doctor_sim::tls::TestPki::generate().unwrap();
+    let kc = KeycloakSim::start_with_tls("kcadmin", "kc-password", Some(pki.clone()))
+        .await
+        .unwrap();
+    kc.add_realm("otomi", RealmLifespans::otomi());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let with_keycloak = |ca: Option<&std::path::Path>| {
+        let mut c = connectivity(&h.url(), PW);
+        c.env("KEYCLOAK_URL", kc.url())
+            .env("KEYCLOAK_USERNAME", "kcadmin")
+            .env("KEYCLOAK_PASSWORD", "kc-password");
+        if let Some(ca) = ca {
+            c.env("HARBOR_CA_CERT", ca);
+        }
+        c
+    };
+    let o = run(with_keycloak(None)).await;
+    assert_exit(&o, 1);
+    let summary = summary_of(&o, "keycloak-unreachable");
+    for part in [
+        &format!("Keycloak at {} is not reachable over HTTPS", kc.url()),
+        "issued to CN=localhost by CN=harbor-doctor simulator CA",
+        "--ca-cert PATH (HARBOR_CA_CERT)",
+    ] {
+        assert!(summary.contains(part), "{part:?} in {summary}");
+    }
+    assert_no_secret(&o, &[PW, "kc-password"]);
+    // The simulated Harbor is plain HTTP: the CA is only Keycloak's.
+    let o = run(with_keycloak(Some(&ca))).await;
+    assert_exit(&o, 0);
+}

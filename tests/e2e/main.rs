@@ -28,6 +28,7 @@ mod oidc_keycloak;
 mod packaging;
 mod provision;
 mod report;
+mod runbooks;
 mod serve;
 mod teams_harbor_only;
 mod terminal;

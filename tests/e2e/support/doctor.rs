@@ -30,6 +30,9 @@ pub const OTHER_ENV: &[&str] = &[
     "NO_COLOR",
     // Where the backup seal key lives; HOME is set to a scratch directory.
     "XDG_STATE_HOME",
+    // The pager `runbook` uses on a terminal, and less's options.
+    "PAGER",
+    "LESS",
 ];
 
 /// Every variable an option of any command reads (its `env`), from the
