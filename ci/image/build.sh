@@ -59,6 +59,9 @@ jq -e 'type == "array"' >/dev/null <<<"$image_cmd" ||
 binary_path=$(jq -r '.[0]' <<<"$image_entrypoint")
 [[ $image_user == 65532:65532 ]] || fail "the Containerfile's USER is $image_user; deploy/*.yaml run as 65532"
 
+if [[ -e $out && -n "$(ls -A "$out")" && ! -d $out/rootfs && ! -d $out/oci ]]; then
+  fail "$out holds something other than this stage's output; give a new directory"
+fi
 rm -rf "$out"
 mkdir -p "$out"
 rootfs="$out/rootfs"
@@ -118,6 +121,7 @@ install -d -m 0755 "$rootfs/lab"
 printf '127.0.0.1 localhost\n127.0.0.1 harbor-database.lab.internal\n' >"$rootfs/etc/hosts"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 chroot_bin=$(command -v chroot)
+serve_environment="HARBOR_CA_CERT HARBOR_DATABASE_URL HARBOR_DOCTOR_TIMEOUT HARBOR_NAMESPACE HARBOR_PASSWORD HARBOR_URL HARBOR_USERNAME HOME KUBECONFIG"
 (
   . "$lab_out"
   db_url=${HARBOR_DATABASE_URL/@127.0.0.1:/@harbor-database.lab.internal:}
@@ -158,6 +162,9 @@ if [[ $(status_of Uid) != "65532 65532 65532 65532" || $(status_of Gid) != "6553
   ! $(status_of Groups) =~ ^(65532)?\ *$ ]]; then
   serve_failed "serve does not run as 65532:65532 alone: $(grep -E '^(Uid|Gid|Groups):' "/proc/$serve_pid/status")"
 fi
+environment=$(tr '\0' '\n' <"/proc/$serve_pid/environ" | sed 's/=.*//' | sort | paste -sd' ')
+[[ $environment == "$serve_environment" ]] ||
+  serve_failed "serve's environment is $environment, not only $serve_environment"
 deadline=$((SECONDS + 120))
 while :; do
   curl -fsS "$base/metrics" >"$scratch/metrics" || serve_failed "/metrics did not answer"
