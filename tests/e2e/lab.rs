@@ -391,28 +391,9 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
     );
 }
 
-/// The README's main-job command, read from README.md itself so the two
-/// cannot drift apart: the script between `sh -ec '` and the closing `'`.
-fn readme_walk() -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
-        .find("lab -- sh -ec '")
-        .expect("the README's main job runs in the lab")
-        + "lab -- sh -ec '".len();
-    let len = readme[start..]
-        .find('\'')
-        .expect("the README's script ends with a quote");
-    readme[start..start + len].to_string()
-}
-
 #[test]
 fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
-    let jq = Command::new("jq").arg("--version").output();
-    assert!(
-        jq.is_ok_and(|o| o.status.success()),
-        "the README's walk needs jq: apt-get install jq"
-    );
+    assert_jq_installed();
     let o = lab_command(&["--", "sh", "-ec", &readme_walk()])
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()

@@ -3,7 +3,9 @@
 //! HTTP paths (`/report` only with `--report`, 503 before the first run);
 //! no user, subject or URL in any label; a check that hangs cut at
 //! `--timeout` while the server keeps answering; exit codes for a bad
-//! option (2), an address in use (3) and SIGTERM (0).
+//! option (2), an address in use (3) and SIGTERM (0); and a real
+//! Prometheus server scraping `serve` against the lab with
+//! deploy/monitoring.yaml's rules, before and after the README's repair loop.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -459,11 +461,18 @@ async fn diagnose_prints_the_gauges_once_for_a_textfile_or_a_pushgateway() {
     }
 }
 
-/// `promtool check rules` and `promtool test rules` (our own cases in
-/// tests/e2e/fixtures/alerts.test.yaml) on deploy/monitoring.yaml's
-/// PrometheusRule, whose `spec.groups` is a Prometheus rules file.
-#[test]
-fn the_prometheus_rules_pass_promtool_and_their_tests() {
+/// The alerts deploy/monitoring.yaml's PrometheusRule defines, in order.
+const ALERTS: [&str; 4] = [
+    "HarborDoctorProblem",
+    "HarborDoctorCheckErroring",
+    "HarborDoctorDown",
+    "HarborDoctorStale",
+];
+
+/// deploy/monitoring.yaml's PrometheusRule's `spec.groups`, as a Prometheus
+/// rules file (which is what that field is), after checking that the file
+/// holds the ServiceMonitor and the rule, with [`ALERTS`].
+fn monitoring_rules_file() -> String {
     let docs: Vec<serde_json::Value> =
         serde_yaml::Deserializer::from_str(include_str!("../../deploy/monitoring.yaml"))
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
@@ -477,18 +486,17 @@ fn the_prometheus_rules_pass_promtool_and_their_tests() {
         .iter()
         .map(|r| r["alert"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        alerts,
-        [
-            "HarborDoctorProblem",
-            "HarborDoctorCheckErroring",
-            "HarborDoctorDown",
-            "HarborDoctorStale"
-        ]
-    );
+    assert_eq!(alerts, ALERTS);
+    serde_yaml::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap()
+}
+
+/// `promtool check rules` and `promtool test rules` (our own cases in
+/// tests/e2e/fixtures/alerts.test.yaml) on deploy/monitoring.yaml's
+/// PrometheusRule, whose `spec.groups` is a Prometheus rules file.
+#[test]
+fn the_prometheus_rules_pass_promtool_and_their_tests() {
+    let rules = monitoring_rules_file();
     let dir = tempfile::tempdir().unwrap();
-    let rules =
-        serde_yaml::to_string(&serde_json::json!({"groups": rule["spec"]["groups"]})).unwrap();
     std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
     std::fs::write(
         dir.path().join("alerts.test.yaml"),
@@ -540,4 +548,304 @@ async fn an_installation_that_disappears_shows_as_errors_while_serve_keeps_runni
     let (status, _, _) = serving.get("/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(serving.terminate().await, 0);
+}
+
+/// A real Prometheus server (Debian's `prometheus` package, which .ci/run
+/// installs) on a free local port, with its storage and log in a scratch
+/// directory; killed when dropped.
+struct Prometheus {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    base: String,
+    http: reqwest::Client,
+}
+
+/// How long any one thing the Prometheus test waits for may take.
+const PROMETHEUS_WAIT: Duration = Duration::from_secs(60);
+
+impl Prometheus {
+    /// Scrapes `target` (host:port) every second as job `harbor-doctor`,
+    /// the job name deploy/monitoring.yaml's HarborDoctorDown expects, and
+    /// evaluates deploy/monitoring.yaml's rules every second.
+    async fn start(target: &str) -> Prometheus {
+        let found = std::process::Command::new("prometheus")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "prometheus is not installed: this test scrapes serve with a real Prometheus server \
+             (apt-get install prometheus)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.yaml"), monitoring_rules_file()).unwrap();
+        let config = serde_json::json!({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": ["rules.yaml"],
+            "scrape_configs": [{
+                "job_name": "harbor-doctor",
+                "static_configs": [{"targets": [target]}],
+            }],
+        });
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, serde_yaml::to_string(&config).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={listen}"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut prometheus = Prometheus {
+            child: Some(child),
+            dir,
+            base: format!("http://{listen}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + PROMETHEUS_WAIT;
+        loop {
+            let ready = prometheus
+                .http
+                .get(format!("{}/-/ready", prometheus.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return prometheus;
+            }
+            if let Some(status) = prometheus.child.as_mut().unwrap().try_wait().unwrap() {
+                prometheus.give_up(&format!("prometheus ended ({status}) before it was ready"));
+            }
+            if Instant::now() > deadline {
+                prometheus.give_up("prometheus was not ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Fails the test with `what` and Prometheus's own log.
+    fn give_up(&self, what: &str) -> ! {
+        let log = std::fs::read_to_string(self.dir.path().join("prometheus.log"))
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        panic!("{what}\n--- prometheus's log:\n{log}");
+    }
+
+    /// `GET /api/v1/{path}` until `accept` takes its `data`, for at most
+    /// [`PROMETHEUS_WAIT`]; `what` names what is awaited when it never comes.
+    async fn wait_for<T>(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        accept: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + PROMETHEUS_WAIT;
+        let mut last;
+        loop {
+            let answer = self
+                .http
+                .get(format!("{}/api/v1/{path}", self.base))
+                .query(query)
+                .send()
+                .await;
+            match answer {
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    if !status.is_success() {
+                        self.give_up(&format!(
+                            "/api/v1/{path} {query:?} answered {status}: {body}"
+                        ));
+                    }
+                    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(doc["status"], "success", "{body}");
+                    if let Some(found) = accept(&doc["data"]) {
+                        return found;
+                    }
+                    last = body;
+                }
+                Err(e) => last = format!("no answer: {e}"),
+            }
+            if Instant::now() > deadline {
+                self.give_up(&format!(
+                    "not within 60 s: {what}\n--- last answer of /api/v1/{path} {query:?}:\n{last}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The value of an instant query whose result is one sample (None for
+    /// an empty result).
+    async fn wait_for_value(
+        &self,
+        what: &str,
+        promql: &str,
+        accept: impl Fn(Option<f64>) -> bool,
+    ) -> Option<f64> {
+        self.wait_for(what, "query", &[("query", promql)], |data| {
+            let result = data["result"].as_array()?;
+            let value = match result.as_slice() {
+                [] => None,
+                [one] => Some(one["value"][1].as_str()?.parse().ok()?),
+                _ => panic!("{promql} gives one sample or none: {data}"),
+            };
+            accept(value).then_some(value)
+        })
+        .await
+    }
+
+    /// The active alerts (pending or firing), as (alert, check) and state.
+    async fn wait_for_alerts(
+        &self,
+        what: &str,
+        accept: impl Fn(&BTreeMap<(String, String), String>) -> bool,
+    ) -> BTreeMap<(String, String), String> {
+        self.wait_for(what, "alerts", &[], |data| {
+            let alerts: BTreeMap<(String, String), String> = data["alerts"]
+                .as_array()?
+                .iter()
+                .map(|a| {
+                    let label = |k: &str| a["labels"][k].as_str().unwrap_or_default().to_string();
+                    (
+                        (label("alertname"), label("check")),
+                        a["state"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            accept(&alerts).then_some(alerts)
+        })
+        .await
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+const PROBLEMS: &str = r#"sum(harbor_doctor_check_findings{severity="problem"})"#;
+
+/// The whole path an on-call engineer relies on: a real Prometheus scrapes
+/// `serve` against the broken lab, loads deploy/monitoring.yaml's rules
+/// without error, and sees the problem findings and the pending
+/// HarborDoctorProblem alerts; the README's repair loop, run in the lab's
+/// environment, brings them to zero at the next interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_sees_the_labs_problems_until_the_readme_loop_repairs_them() {
+    assert_jq_installed();
+    let lab = Lab::start(Postgres::Shared, |_| {}).await.unwrap();
+    let serving = Serving::start(&lab_env(&lab), &["--interval", "2s"]).await;
+    let prometheus = Prometheus::start(serving.base.strip_prefix("http://").unwrap()).await;
+
+    // The rules loaded and every one evaluates without error (a rule file
+    // Prometheus cannot parse stops it at start, which `start` reports).
+    prometheus
+        .wait_for(
+            "deploy/monitoring.yaml's rules loaded, each evaluated without error",
+            "rules",
+            &[],
+            |data| {
+                let groups = data["groups"].as_array()?;
+                let [group] = groups.as_slice() else {
+                    panic!("one rule group: {data}");
+                };
+                assert_eq!(group["name"], "harbor-doctor", "{data}");
+                let rules = group["rules"].as_array()?;
+                let names: Vec<&str> = rules.iter().filter_map(|r| r["name"].as_str()).collect();
+                assert_eq!(names, ALERTS, "{data}");
+                rules
+                    .iter()
+                    .all(|r| {
+                        r["health"] == "ok" && r["lastError"].as_str().unwrap_or("").is_empty()
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    prometheus
+        .wait_for_value(
+            "serve is scraped (up is 1)",
+            r#"up{job="harbor-doctor"}"#,
+            |v| v == Some(1.0),
+        )
+        .await;
+
+    // The broken lab: problems, and HarborDoctorProblem pending (it fires
+    // only after 10 minutes) for exactly the checks that find one.
+    let broken = prometheus
+        .wait_for_value("problem findings while the lab is broken", PROBLEMS, |v| {
+            v.is_some_and(|n| n > 0.0)
+        })
+        .await
+        .unwrap();
+    assert!(
+        broken >= 4.0,
+        "at least one problem per broken check: {broken}"
+    );
+    let problem_checks = ["cli-login", "multi-attach", "oidc-users", "teams"];
+    let alerts = prometheus
+        .wait_for_alerts("HarborDoctorProblem pending for the broken checks", |a| {
+            problem_checks
+                .iter()
+                .all(|c| a.contains_key(&("HarborDoctorProblem".into(), c.to_string())))
+        })
+        .await;
+    for ((alert, check), state) in &alerts {
+        assert_eq!(alert, "HarborDoctorProblem", "no other alert: {alerts:?}");
+        assert!(problem_checks.contains(&check.as_str()), "{alerts:?}");
+        assert_eq!(state, "pending", "for: 10m has not passed: {alerts:?}");
+    }
+
+    // The README's loop, as a user runs it against the lab: the lab's
+    // environment, the doctor on PATH, a home of its own for the seal key.
+    let home = tempfile::tempdir().unwrap();
+    let doctor_dir = std::path::Path::new(env!("CARGO_BIN_EXE_harbor-doctor"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        doctor_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut walk = std::process::Command::new("sh");
+    walk.args(["-ec", &readme_walk()])
+        .env_clear()
+        .envs(lab_env(&lab))
+        .env("PATH", path)
+        .env("HOME", home.path());
+    let o = tokio::task::spawn_blocking(move || walk.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&o, 0);
+
+    // The next runs find nothing, Prometheus says so, and the alerts end.
+    prometheus
+        .wait_for_value("zero problem findings after the repairs", PROBLEMS, |v| {
+            v == Some(0.0)
+        })
+        .await;
+    prometheus
+        .wait_for_alerts("no alert once repaired", |a| a.is_empty())
+        .await;
+    assert_eq!(serving.terminate().await, 0);
+    drop(prometheus);
+    lab.shutdown().unwrap();
 }

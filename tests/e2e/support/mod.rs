@@ -6,6 +6,7 @@
 
 mod doctor;
 mod output;
+mod readme;
 mod registry;
 mod secrets;
 mod tools;
@@ -16,6 +17,7 @@ pub mod teams;
 
 pub use doctor::*;
 pub use output::*;
+pub use readme::*;
 pub use registry::*;
 pub use secrets::*;
 pub use tools::*;
