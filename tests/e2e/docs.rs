@@ -221,6 +221,15 @@ fn command_section(out: &mut String, cmd: &clap::Command, path: &str, depth: usi
 /// Variables the doctor reads that are no option's: what each is for.
 const OTHER_VARIABLES: &[(&str, &str)] = &[
     (
+        "PAGER",
+        "`runbook <id>` on a terminal pages through it (default: `less` when installed)",
+    ),
+    (
+        "LESS",
+        "the options `less` gets when it is the pager (default `FRX`: quit when it fits, keep \
+         colour, leave the text on screen)",
+    ),
+    (
         "KUBECONFIG",
         "the kubeconfig file(s) when `--kubeconfig` is not given, as kubectl reads them (several, \
          separated by `:`, are merged); else `~/.kube/config`",
