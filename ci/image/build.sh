@@ -68,9 +68,18 @@ rootfs="$out/rootfs"
 scratch=$(mktemp -d)
 lab_pid=
 serve_pid=
+# On any exit: nothing this stage started outlives it. Each step may fail
+# (the process may be gone already) without stopping the next.
 cleanup() {
-  [[ -n $serve_pid ]] && kill "$serve_pid" 2>/dev/null
-  [[ -n $lab_pid ]] && kill -TERM "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null
+  set +e
+  if [[ -n $serve_pid ]]; then
+    kill -TERM "$serve_pid" 2>/dev/null
+    wait "$serve_pid" 2>/dev/null
+  fi
+  if [[ -n $lab_pid ]]; then
+    kill -TERM "$lab_pid" 2>/dev/null
+    wait "$lab_pid" 2>/dev/null
+  fi
   rm -rf "$scratch"
 }
 trap cleanup EXIT
