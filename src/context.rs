@@ -91,6 +91,20 @@ impl Ctx {
         parts.join(" | ")
     }
 
+    /// The clients already built, without building them (for a message
+    /// about a system that did not answer while being set up or asked).
+    pub fn harbor_if_ready(&self) -> Option<&Harbor> {
+        self.harbor.get()
+    }
+
+    pub fn db_if_ready(&self) -> Option<&RegistryDb> {
+        self.db.get()
+    }
+
+    pub fn kube_if_ready(&self) -> Option<&Kube> {
+        self.kube.get()
+    }
+
     /// The per-request and per-check time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.opts.timeout)

@@ -11,8 +11,9 @@
 //!   verify.
 //! - `clients`: one module per system (registry database, Keycloak, ...);
 //!   the only places that build SQL or URLs.
-//! - `report`, `render`, `confirm`, `backup`, `restore`, `runbooks`: what the
-//!   user sees, asks, keeps and reads.
+//! - `report`, `render`, `confirm`, `backup`, `restore`, `runbooks` (laid
+//!   out by `markdown`, shown through `pager`): what the user sees, asks,
+//!   keeps and reads.
 
 pub mod app;
 pub mod backup;

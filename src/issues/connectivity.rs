@@ -14,6 +14,15 @@
 //! A system that is not configured is noted, not a finding; one that is
 //! configured but fails is a problem, with the exact error. There is no
 //! automatic repair: the runbook says what to look at for each failure.
+//!
+//! The four are checked at once, each within a little less than
+//! `--timeout`: one that hangs is its own problem (`*-timeout`, naming the
+//! step it was waiting on) while the others report, instead of the whole
+//! check ending as "did not finish".
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Namespace;
@@ -43,6 +52,10 @@ pub static ISSUE: KnownIssue = KnownIssue {
     FindingKind {
         id: "harbor-unreachable",
         about: "Harbor's API does not answer",
+    },
+    FindingKind {
+        id: "harbor-timeout",
+        about: "Harbor did not answer within --timeout",
     },
     FindingKind {
         id: "harbor-component-unhealthy",
@@ -77,6 +90,10 @@ pub static ISSUE: KnownIssue = KnownIssue {
         about: "the registry database cannot be connected to",
     },
     FindingKind {
+        id: "database-timeout",
+        about: "the registry database did not answer within --timeout",
+    },
+    FindingKind {
         id: "database-unreadable",
         about: "connected, but Harbor's configuration rows could not be read",
     },
@@ -93,12 +110,20 @@ pub static ISSUE: KnownIssue = KnownIssue {
         about: "the cluster's API does not answer or refuses",
     },
     FindingKind {
+        id: "cluster-timeout",
+        about: "the cluster's API did not answer within --timeout",
+    },
+    FindingKind {
         id: "keycloak-unusable",
         about: "Keycloak was not found or its admin login failed",
     },
     FindingKind {
         id: "keycloak-unreachable",
         about: "Keycloak's realm does not answer or refuses the admin",
+    },
+    FindingKind {
+        id: "keycloak-timeout",
+        about: "Keycloak did not answer within --timeout",
     },
     ],
     diagnose: |ctx, _| Box::pin(diagnose(ctx)),
@@ -111,13 +136,28 @@ fn problem(kind: &str, subject: &str, summary: String) -> Finding {
 
 /// `diagnose connectivity`.
 pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
+    let budget = component_budget(ctx.timeout());
+    let mut parts: [CheckOutcome; 4] = Default::default();
+    let steps: [Cell<&'static str>; 4] = Default::default();
+    let [harbor, db, cluster, keycloak] = &mut parts;
+    let configured = tokio::join!(
+        within(budget, check_harbor(ctx, harbor, &steps[0])),
+        within(budget, check_database(ctx, db, &steps[1])),
+        within(budget, check_cluster(ctx, cluster, &steps[2])),
+        within(budget, check_keycloak(ctx, keycloak, &steps[3])),
+    );
+    let configured = [configured.0, configured.1, configured.2, configured.3];
     let mut out = CheckOutcome::default();
-    let mut configured = 0;
-    configured += check_harbor(ctx, &mut out).await as usize;
-    configured += check_database(ctx, &mut out).await as usize;
-    configured += check_cluster(ctx, &mut out).await as usize;
-    configured += check_keycloak(ctx, &mut out).await as usize;
-    if configured == 0 {
+    for (i, (part, answered)) in parts.into_iter().zip(configured).enumerate() {
+        out.findings.extend(part.findings);
+        out.notes.extend(part.notes);
+        if answered.is_none() {
+            out.findings
+                .push(timed_out(ctx, Component::ALL[i], steps[i].get(), budget));
+        }
+    }
+    // A system that did not answer in time was configured: it was asked.
+    if configured.iter().all(|c| *c == Some(false)) {
         return Ok(CheckOutcome::skipped(
             "nothing to check: give --harbor-url, --db-url, a kubeconfig or the --keycloak-* options",
         ));
@@ -125,8 +165,102 @@ pub async fn diagnose(ctx: &Ctx) -> Result<CheckOutcome> {
     Ok(out)
 }
 
+/// How long each system may take: all of `--timeout` but a margin, so
+/// that a system that hangs is reported as such before the whole check
+/// runs out of its own time (also `--timeout`).
+fn component_budget(timeout: Duration) -> Duration {
+    timeout - (timeout / 10).min(Duration::from_millis(500))
+}
+
+/// Runs one system's part; None when it did not finish within `budget`.
+async fn within(budget: Duration, part: impl Future<Output = bool>) -> Option<bool> {
+    tokio::time::timeout(budget, part).await.ok()
+}
+
+#[derive(Clone, Copy)]
+enum Component {
+    Harbor,
+    Database,
+    Cluster,
+    Keycloak,
+}
+
+impl Component {
+    /// In the order of the parts in [`diagnose`].
+    const ALL: [Component; 4] = [
+        Component::Harbor,
+        Component::Database,
+        Component::Cluster,
+        Component::Keycloak,
+    ];
+}
+
+/// The finding for a system that did not answer in time; `step` is what
+/// its part was waiting for.
+fn timed_out(ctx: &Ctx, component: Component, step: &str, budget: Duration) -> Finding {
+    let (kind, name, subject, evidence) = match component {
+        Component::Harbor => {
+            let url = ctx.harbor_if_ready().map(|h| h.base_url().to_string());
+            (
+                "harbor-timeout",
+                "Harbor",
+                url.as_ref()
+                    .map_or("harbor".to_string(), |u| format!("harbor {u}")),
+                url.map(|u| ("url", u)),
+            )
+        }
+        Component::Database => (
+            "database-timeout",
+            "the registry database",
+            "registry database".to_string(),
+            ctx.db_if_ready()
+                .map(|d| ("database", d.describe().to_string())),
+        ),
+        Component::Cluster => (
+            "cluster-timeout",
+            "the cluster",
+            "cluster".to_string(),
+            ctx.kube_if_ready().map(|k| ("cluster", k.describe())),
+        ),
+        Component::Keycloak => ("keycloak-timeout", "Keycloak", "keycloak".to_string(), None),
+    };
+    let waiting = if step.is_empty() {
+        String::new()
+    } else {
+        format!(", waiting for {step}")
+    };
+    let mut f = problem(
+        kind,
+        &subject,
+        format!(
+            "{name} did not answer within {} (--timeout {}){waiting}. A healthy one answers in well \
+             under a second: look for a firewall, a proxy or an overloaded server in between; raise \
+             --timeout only to confirm",
+            seconds(budget),
+            ctx.opts.timeout
+        ),
+    )
+    .evidence("waiting_for", step)
+    .evidence("timeout_s", ctx.opts.timeout.to_string());
+    if let Some((key, value)) = evidence {
+        f = f.evidence(key, value);
+    }
+    f
+}
+
+/// A duration as people read it: `29.5 s`, `2 s`.
+fn seconds(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths % 10 == 0 {
+        format!("{} s", tenths / 10)
+    } else {
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    }
+}
+
 /// Returns whether Harbor is configured.
-async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
+async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome, step: &Cell<&'static str>) -> bool {
+    step.set("finding Harbor's URL and password");
     let harbor = match ctx.harbor().await {
         Ok(h) => h,
         Err(e) if is_not_configured(&e) => {
@@ -143,6 +277,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         }
     };
     let subject = format!("harbor {}", harbor.base_url());
+    step.set("GET /api/v2.0/ping");
     if let Err(e) = harbor.ping().await {
         out.findings.push(
             problem(
@@ -154,6 +289,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         );
         return true;
     }
+    step.set("GET /api/v2.0/health");
     match harbor.health().await {
         Ok(health) => {
             for c in health.components.iter().filter(|c| c.status != "healthy") {
@@ -200,6 +336,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
     }
     // The configuration is admin-only: reading it proves the credentials
     // are accepted and are an admin's.
+    step.set("GET /api/v2.0/configurations");
     match harbor.configurations().await {
         Ok(_) => {}
         Err(e) => {
@@ -229,6 +366,7 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             return true;
         }
     }
+    step.set("GET /api/v2.0/systeminfo");
     match harbor.systeminfo().await {
         Ok(info) => out.notes.push(format!(
             "Harbor {} at {} (external URL {}, auth mode {})",
@@ -248,7 +386,8 @@ async fn check_harbor(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
     true
 }
 
-async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
+async fn check_database(ctx: &Ctx, out: &mut CheckOutcome, step: &Cell<&'static str>) -> bool {
+    step.set("connecting to the database");
     let db = match ctx.db().await {
         Ok(db) => db,
         Err(e) if is_not_configured(&e) => {
@@ -265,6 +404,7 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             return true;
         }
     };
+    step.set("reading Harbor's configuration rows");
     match db.stored_config().await {
         Ok(s) => out.notes.push(format!(
             "registry database {}: reachable (auth_mode {})",
@@ -283,7 +423,8 @@ async fn check_database(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
     true
 }
 
-async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
+async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome, step: &Cell<&'static str>) -> bool {
+    step.set("connecting to the cluster's API server");
     let kube = match ctx.kube().await {
         Ok(k) => k,
         Err(e) if is_not_configured(&e) => {
@@ -300,6 +441,7 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         }
     };
     let ns = &ctx.opts.harbor_namespace;
+    step.set("reading the namespace");
     match kube.get_cluster::<Namespace>(ns).await {
         Ok(Some(_)) => out.notes.push(format!(
             "cluster {}: reachable, namespace {ns} exists",
@@ -324,7 +466,8 @@ async fn check_cluster(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
     true
 }
 
-async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
+async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome, step: &Cell<&'static str>) -> bool {
+    step.set("finding Keycloak and logging in");
     let access = ctx.keycloak_access().await;
     let how = access.found.join("; ");
     let kc = match (&access.keycloak, &access.missing) {
@@ -350,6 +493,7 @@ async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
             return false;
         }
     };
+    step.set("reading the realm");
     match kc.realm_sessions().await {
         Ok(_) => out.notes.push(format!(
             "Keycloak realm {} ({}): reachable, admin login accepted; found: {how}",
@@ -367,4 +511,24 @@ async fn check_keycloak(ctx: &Ctx, out: &mut CheckOutcome) -> bool {
         ),
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_system_gets_nearly_all_of_the_timeout() {
+        assert_eq!(
+            component_budget(Duration::from_secs(1)),
+            Duration::from_millis(900)
+        );
+        assert_eq!(
+            component_budget(Duration::from_secs(30)),
+            Duration::from_millis(29_500)
+        );
+        assert_eq!(seconds(Duration::from_millis(29_500)), "29.5 s");
+        assert_eq!(seconds(Duration::from_millis(1_800)), "1.8 s");
+        assert_eq!(seconds(Duration::from_secs(2)), "2 s");
+    }
 }

@@ -417,3 +417,71 @@ async fn keycloak_is_verified_with_the_given_ca_too() {
     let o = run(with_keycloak(Some(&ca))).await;
     assert_exit(&o, 0);
 }
+
+/// A server that accepts connections and never answers; it holds them
+/// until the test's runtime ends.
+async fn silent_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_that_hangs_is_its_own_finding_while_the_others_report() {
+    let (harbor, keycloak) = (silent_server().await, silent_server().await);
+    let reg = Registry::new().await;
+    let started = std::time::Instant::now();
+    let o = run({
+        let mut c = bare_doctor();
+        c.env("HARBOR_URL", format!("http://{harbor}"))
+            .env("HARBOR_PASSWORD", PW)
+            .env("HARBOR_DATABASE_URL", &reg.db.url)
+            .env("KEYCLOAK_URL", format!("http://{keycloak}"))
+            .env("KEYCLOAK_USERNAME", "kcadmin")
+            .env("KEYCLOAK_PASSWORD", "kc-password")
+            .args(["diagnose", "connectivity", "--timeout", "2", "-o", "json"]);
+        c
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_exit(&o, 1);
+    let c = only_check(&o);
+    assert_eq!(c["status"], "problem", "a problem, not an error: {c:#}");
+    // Within the check's own time, which would otherwise have cut it off.
+    assert!(c["duration_ms"].as_u64().unwrap() < 2000, "{c:#}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("registry database") && detail.contains("reachable"),
+        "the database answered and says so: {detail}"
+    );
+    let kinds: Vec<&str> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["harbor-timeout", "keycloak-timeout"], "{c:#}");
+    let harbor_summary = summary_of(&o, "harbor-timeout");
+    assert!(
+        harbor_summary.starts_with(
+            "Harbor did not answer within 1.8 s (--timeout 2), waiting for GET /api/v2.0/ping."
+        ),
+        "{harbor_summary}"
+    );
+    assert_eq!(
+        c["findings"][0]["subject"],
+        format!("harbor http://{harbor}"),
+        "{c:#}"
+    );
+    assert!(
+        summary_of(&o, "keycloak-timeout").starts_with("Keycloak did not answer within 1.8 s"),
+        "{c:#}"
+    );
+    assert_no_secret(&o, &[PW, "kc-password", &reg.db.password]);
+}

@@ -346,8 +346,9 @@ async fn without_report_the_report_path_does_not_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_check_is_cut_at_the_timeout_while_the_server_keeps_answering() {
-    // Each request is slow enough that connectivity's four cannot finish
-    // within --timeout 2.
+    // Each request is slow enough that teams' reads of Harbor cannot
+    // finish within --timeout 2 (connectivity bounds each system itself,
+    // so it reports a problem instead).
     let harbor = HarborSim::start(HarborOptions {
         latency: Duration::from_millis(1200),
         ..HarborOptions::default()
@@ -381,7 +382,8 @@ async fn a_hanging_check_is_cut_at_the_timeout_while_the_server_keeps_answering(
         started.elapsed() < Duration::from_secs(15),
         "the run was cut at --timeout"
     );
-    assert_eq!(statuses(&metrics)["connectivity"], "error", "{metrics}");
+    assert_eq!(statuses(&metrics)["teams"], "error", "{metrics}");
+    assert_eq!(statuses(&metrics)["connectivity"], "problem", "{metrics}");
     assert_eq!(
         sample(&metrics, "harbor_doctor_run_errors_total"),
         Some(1.0)
