@@ -92,7 +92,7 @@ pub struct GlobalOptions {
         value_name = "PASSWORD"
     )]
     pub harbor_password: Option<String>,
-    /// CA certificate (PEM) to verify Harbor's HTTPS certificate with, instead of the system roots
+    /// CA certificate (PEM) to verify Harbor's and Keycloak's HTTPS certificates with, instead of the system roots
     #[arg(long, env = "HARBOR_CA_CERT", global = true, value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
     /// Registry database URL, e.g. postgres://user:pw@host:5432/registry?sslmode=require
