@@ -8,14 +8,6 @@ use std::process::Command;
 
 use crate::support::*;
 
-const CHECK_IDS: &[&str] = &[
-    "connectivity",
-    "oidc-users",
-    "multi-attach",
-    "registry-strategy",
-    "cli-login",
-    "teams",
-];
 /// What `fix` accepts: each repair, and each check id that names one.
 const FIX_NAMES: &[&str] = &[
     "oidc-conflict",
@@ -138,7 +130,7 @@ fn bash_completes_after_the_first_word_under_both_names() {
         .collect();
         let got = bash_complete(&file, &lines);
         assert_eq!(got[0], ["diagnose"], "{name} di");
-        assert_offers(&got[1], CHECK_IDS, &lines[1]);
+        assert_offers(&got[1], &CHECK_IDS, &lines[1]);
         assert_offers(&got[2], FIX_NAMES, &lines[2]);
         assert!(
             !got[2].contains(&"connectivity".to_string()),
@@ -199,7 +191,7 @@ fn the_kubectl_completer_answers_in_cobras_protocol() {
     }
 
     let (checks, directive) = names(&["diagnose", ""]);
-    assert_offers(&checks, CHECK_IDS, "diagnose");
+    assert_offers(&checks, &CHECK_IDS, "diagnose");
     assert_eq!(directive, ":4");
     let (fixes, _) = names(&["fix", ""]);
     assert_offers(&fixes, FIX_NAMES, "fix");
@@ -270,7 +262,7 @@ fn kubectl_itself_completes_the_plugin_through_the_completer() {
         "{plugins:?}"
     );
     let checks = complete(&["harbor-doctor", "diagnose", ""]);
-    assert_offers(&checks, CHECK_IDS, "kubectl harbor-doctor diagnose");
+    assert_offers(&checks, &CHECK_IDS, "kubectl harbor-doctor diagnose");
     assert_eq!(checks.last().map(String::as_str), Some(":4"), "{checks:?}");
     let formats = complete(&["harbor-doctor", "diagnose", "-o", ""]);
     assert_eq!(formats, ["table", "json", "prometheus", ":4"]);

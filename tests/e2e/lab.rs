@@ -38,15 +38,6 @@ const NOT_IN_LAB_ENV: &[&str] = &[
     "KEYCLOAK_PASSWORD",
 ];
 
-const CHECK_IDS: &[&str] = &[
-    "connectivity",
-    "oidc-users",
-    "multi-attach",
-    "registry-strategy",
-    "cli-login",
-    "teams",
-];
-
 /// The lab binary with none of the doctor's variables set, so nothing of
 /// the developer's own environment reaches it.
 fn lab_command(args: &[&str]) -> Command {

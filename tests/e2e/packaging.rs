@@ -17,15 +17,6 @@ const SUBCOMMANDS: &[&str] = &[
     "lab",
     "completions",
 ];
-const CHECK_IDS: &[&str] = &[
-    "connectivity",
-    "oidc-users",
-    "multi-attach",
-    "registry-strategy",
-    "cli-login",
-    "teams",
-];
-
 fn doctor(args: &[&str]) -> std::process::Output {
     bare_doctor().args(args).output().unwrap()
 }

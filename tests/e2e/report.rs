@@ -13,14 +13,6 @@ use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::lab::{Lab, Postgres};
 use serde_json::Value;
 
-const CHECK_IDS: [&str; 6] = [
-    "connectivity",
-    "oidc-users",
-    "multi-attach",
-    "registry-strategy",
-    "cli-login",
-    "teams",
-];
 const ESC: &str = "\u{1b}[";
 
 fn keys(v: &Value) -> BTreeSet<&str> {

@@ -16,25 +16,12 @@ use crate::support::*;
 use harbor_doctor_sim::harbor::{HarborOptions, HarborSim};
 use harbor_doctor_sim::lab::{Lab, Postgres};
 
-const CHECK_IDS: [&str; 6] = [
-    "connectivity",
-    "oidc-users",
-    "multi-attach",
-    "registry-strategy",
-    "cli-login",
-    "teams",
-];
 const STATUSES: [&str; 5] = ["ok", "warning", "problem", "skipped", "error"];
 
 /// The real promtool, from Debian's `prometheus` package (.ci/run installs
 /// it). Missing, the tests fail: a skipped format check proves nothing.
 pub fn promtool() -> std::process::Command {
-    let found = std::process::Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = version_status("promtool").is_some_and(|s| s.success());
     assert!(
         found,
         "promtool is not installed: these tests check the metrics and alert rules with the real \
@@ -570,12 +557,7 @@ impl Prometheus {
     /// the job name deploy/monitoring.yaml's HarborDoctorDown expects, and
     /// evaluates deploy/monitoring.yaml's rules every second.
     async fn start(target: &str) -> Prometheus {
-        let found = std::process::Command::new("prometheus")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let found = version_status("prometheus").is_some_and(|s| s.success());
         assert!(
             found,
             "prometheus is not installed: this test scrapes serve with a real Prometheus server \

@@ -72,3 +72,14 @@ pub fn backups_in(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// The check ids DESIGN.md fixes, in report order: what scripts and
+/// completions rely on, spelled out here rather than read from the program.
+pub const CHECK_IDS: [&str; 6] = [
+    "connectivity",
+    "oidc-users",
+    "multi-attach",
+    "registry-strategy",
+    "cli-login",
+    "teams",
+];

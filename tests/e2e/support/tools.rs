@@ -9,14 +9,7 @@ use std::process::{Command, Stdio};
 /// one panics, naming the Debian package that has it; otherwise the caller
 /// skips, and a line on stderr says so.
 pub fn tool_available(program: &str, package: &str, what_for: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if found {
+    if version_status(program).is_some() {
         return true;
     }
     let message = format!(
@@ -28,4 +21,15 @@ pub fn tool_available(program: &str, package: &str, what_for: &str) -> bool {
     );
     eprintln!("skipped: {message}");
     false
+}
+
+/// How `program --version` ended, or None when it cannot be started.
+pub fn version_status(program: &str) -> Option<std::process::ExitStatus> {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
 }
