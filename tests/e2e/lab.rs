@@ -38,6 +38,18 @@ const NOT_IN_LAB_ENV: &[&str] = &[
     "KEYCLOAK_PASSWORD",
 ];
 
+/// What the README's loop runs in the lab, in the order diagnose gives it:
+/// the database first, then Harbor's configuration, then Kubernetes, then
+/// one provisioning run for every team that drifted.
+const LAB_NEXT_STEPS: &[&str] = &[
+    "harbor-doctor fix oidc-conflict --user alice@example.com --yes",
+    "harbor-doctor fix oidc-conflict --user bob@example.com --yes",
+    "harbor-doctor fix cli-login --yes",
+    "harbor-doctor fix multi-attach --yes",
+    "harbor-doctor fix registry-strategy --yes",
+    "harbor-doctor provision --team beta --team delta --team epsilon --team gamma --yes",
+];
+
 /// The lab binary with none of the doctor's variables set, so nothing of
 /// the developer's own environment reaches it.
 fn lab_command(args: &[&str]) -> Command {
@@ -199,20 +211,6 @@ fn subjects(doc: &Value, id: &str) -> Vec<String> {
     v
 }
 
-/// Every repair command the findings name, once each, in order.
-fn repairs(doc: &Value) -> Vec<String> {
-    let mut v: Vec<String> = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["findings"].as_array().unwrap().iter())
-        .filter_map(|f| f["repair"].as_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 fn doctor_dir() -> PathBuf {
     Path::new(DOCTOR).parent().unwrap().to_path_buf()
 }
@@ -299,61 +297,48 @@ fn walk_from_every_known_issue_to_a_clean_diagnosis() {
         assert!(said.contains(how), "{how}:\n{said}");
     }
 
-    // The walk: every repair the findings name, with --yes, until clean.
+    // The README's main job, run as it says for a real installation: its
+    // quoted script with only the kubeconfig (and the lab's CA), so every
+    // repair, not only diagnose, finds what it changes through the cluster.
+    assert_jq_installed();
+    let home = tempfile::tempdir().unwrap();
     let path = format!(
         "{}:{}",
         doctor_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut ran = Vec::new();
-    let mut doc = doc;
-    for round in 1..=3 {
-        for repair in repairs(&doc) {
-            let line = format!("{repair} --yes");
-            let o = Command::new("sh")
-                .args(["-c", &line])
-                .env_clear()
-                .envs(&env)
-                .env("PATH", &path)
-                .env("HOME", std::env::temp_dir())
-                .output()
-                .unwrap();
-            assert_exit(&o, 0);
-            ran.push(line);
-        }
-        let o = doctor_in(&env, &["diagnose", "-o", "json"]);
-        doc = json(&o);
-        if o.status.code() == Some(0) {
-            break;
-        }
-        assert!(round < 3, "still not clean after 3 rounds:\n{doc:#}");
-    }
+    let o = Command::new("sh")
+        .args(["-ec", &readme_walk()])
+        .env_clear()
+        .envs(&through_cluster)
+        .env("PATH", &path)
+        .env("HOME", home.path())
+        .env("HARBOR_DOCTOR_TIMEOUT", "60")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let ran: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("+ "))
+        .filter(|l| l.starts_with("harbor-doctor "))
+        .collect();
+    assert_eq!(ran, LAB_NEXT_STEPS, "{out}\n{}", stderr(&o));
+    let o = doctor_in(&through_cluster, &["diagnose", "-o", "json"]);
+    let doc = json(&o);
+    assert_exit(&o, 0);
     assert_eq!(
         doc["summary"],
         serde_json::json!({"ok": 6, "warning": 0, "problem": 0, "skipped": 0, "error": 0}),
         "{doc:#}"
     );
-    ran.sort();
-    assert_eq!(
-        ran,
-        [
-            "harbor-doctor fix cli-login --yes",
-            "harbor-doctor fix multi-attach --yes",
-            "harbor-doctor fix oidc-conflict --user alice@example.com --yes",
-            "harbor-doctor fix oidc-conflict --user bob@example.com --yes",
-            "harbor-doctor fix registry-strategy --yes",
-            "harbor-doctor provision --team beta --yes",
-            "harbor-doctor provision --team delta --yes",
-            "harbor-doctor provision --team epsilon --yes",
-            "harbor-doctor provision --team gamma --yes",
-        ]
-    );
-    // Every repair that changed something kept its backup in the lab's
-    // backup directory.
-    let backups: Vec<String> = std::fs::read_dir(&env["HARBOR_DOCTOR_BACKUP_DIR"])
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    // Every repair that changed something kept its backup in the default
+    // state directory, since nothing named another.
+    let backups: Vec<String> =
+        std::fs::read_dir(home.path().join(".local/state/harbor-doctor/backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
     for repair in [
         "-cli-login-",
         "-multi-attach-",
@@ -391,19 +376,9 @@ fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
         .unwrap();
     assert_exit(&o, 0);
     let out = stdout(&o);
-    // The next steps in the order diagnose gives them: the database first,
-    // then Harbor's configuration, then Kubernetes, then one provisioning
-    // run for every team that drifted.
-    let steps = [
-        "+ harbor-doctor fix oidc-conflict --user alice@example.com --yes",
-        "+ harbor-doctor fix oidc-conflict --user bob@example.com --yes",
-        "+ harbor-doctor fix cli-login --yes",
-        "+ harbor-doctor fix multi-attach --yes",
-        "+ harbor-doctor fix registry-strategy --yes",
-        "+ harbor-doctor provision --team beta --team delta --team epsilon --team gamma --yes",
-    ];
     let mut at = 0;
-    for step in steps {
+    for step in LAB_NEXT_STEPS.iter().map(|s| format!("+ {s}")) {
+        let step = step.as_str();
         assert_eq!(out.matches(step).count(), 1, "{step} once:\n{out}");
         let found = out.find(step).unwrap();
         assert!(found >= at, "{step} out of order:\n{out}");
@@ -411,7 +386,7 @@ fn the_readme_walk_runs_in_the_lab_until_diagnose_is_clean() {
     }
     assert_eq!(
         out.matches("+ harbor-doctor ").count(),
-        steps.len(),
+        LAB_NEXT_STEPS.len(),
         "nothing else was run:\n{out}"
     );
 }

@@ -456,3 +456,54 @@ fn every_runbook_has_the_six_sections_in_order() {
         );
     }
 }
+
+/// The CI scripts, which run under `set -o pipefail`.
+fn ci_scripts() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scripts = vec![root.join(".ci/run")];
+    let mut dirs = vec![root.join("ci")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "node_modules") {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "sh") {
+                scripts.push(path);
+            }
+        }
+    }
+    scripts
+}
+
+/// A reader that stops early (`head`, `grep -q`) kills the writer with
+/// SIGPIPE once it writes again, and under pipefail that ends the whole CI
+/// run with exit 141: it did, when `kubectl version` wrote its second line.
+#[test]
+fn ci_scripts_never_end_a_pipe_early_under_pipefail() {
+    let early =
+        regex::Regex::new(r"\|\s*(head\b|grep\s+(-\w*[qm]\w*\b|--quiet|--max-count))").unwrap();
+    let mut wrong = vec![];
+    let scripts = ci_scripts();
+    assert!(scripts.len() >= 5, "{scripts:?}");
+    for script in scripts {
+        let text = std::fs::read_to_string(&script).unwrap();
+        if !text.contains("pipefail") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split(" #").next().unwrap_or_default();
+            if !code.trim_start().starts_with('#') && early.is_match(code) {
+                wrong.push(format!("{}:{}: {}", script.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "these pipes end early and fail the run under pipefail; read the whole input \
+         (sed -n 1p, grep >/dev/null) instead:\n{}",
+        wrong.join("\n")
+    );
+}
