@@ -14,19 +14,22 @@ use crate::issues::{KnownIssue, KNOWN_ISSUES};
 const ABOUT: &str = "Find, explain and safely repair the known failure modes of Harbor \
 registries on Kubernetes behind OIDC (Keycloak).";
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0  healthy, or the repair was applied and verified, or a dry run
-  1  diagnose found a finding at or above --fail-on
-  2  usage error
-  3  could not run or refused (unreachable, rejected credentials, bad input, unsafe repair)
-  4  nothing changed: confirmation declined, or no terminal and no --yes
-  5  a repair started but did not complete (or its verification failed)
+/// The lines after the exit codes in `--help` (the manual's NOTES).
+pub const HELP_NOTES: &str = "Runbooks: harbor-doctor runbook";
 
-Runbooks: harbor-doctor runbook";
+/// `--help`'s closing text: the exit codes, from the one list of them.
+fn after_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for code in crate::outcome::ExitCode::ALL {
+        text.push_str(&format!("  {}  {}\n", code.code(), code.summary()));
+    }
+    text.push('\n');
+    text.push_str(HELP_NOTES);
+    text
+}
 
 #[derive(Debug, Parser)]
-#[command(name = "harbor-doctor", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(name = "harbor-doctor", version, about = ABOUT, after_help = after_help())]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,

@@ -40,6 +40,25 @@ impl ExitCode {
         self as i32
     }
 
+    /// The code's meaning in a line short enough for `--help` and the
+    /// manual's EXIT STATUS; [`ExitCode::meaning`] is the reference's.
+    pub fn summary(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "healthy, or the repair was applied and verified, or a dry run",
+            ExitCode::Findings => "diagnose found a finding at or above --fail-on",
+            ExitCode::Usage => "usage error",
+            ExitCode::CannotRun => {
+                "could not run or refused (unreachable, rejected credentials, bad input, unsafe repair)"
+            }
+            ExitCode::NotConfirmed => {
+                "nothing changed: confirmation declined, or no terminal and no --yes"
+            }
+            ExitCode::Incomplete => {
+                "a repair started but did not complete (or its verification failed)"
+            }
+        }
+    }
+
     /// What the code tells a script, in the contract's words.
     pub fn meaning(self) -> &'static str {
         match self {

@@ -2,9 +2,8 @@
 //! order and under the headings man-pages(7) expects, plus the sections
 //! clap has no notion of (EXIT STATUS, ENVIRONMENT, FILES, EXAMPLES).
 //!
-//! What can come from the definition does: the exit codes from the
-//! "Exit codes:" list of its after-help (so `--help` and the page cannot
-//! disagree), the environment from each option's `env`, and each example's
+//! What can come from the definition does: the exit codes from the one
+//! list `--help` prints too (so the two cannot disagree), the environment from each option's `env`, and each example's
 //! page from parsing it.
 
 use std::io::{Error, ErrorKind, Write};
@@ -133,16 +132,15 @@ pub(super) fn render(
     if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
         parts.push(rendered(|w| man.render_subcommands_section(w))?);
     }
-    let AfterHelp { exit_codes, notes } = split_after_help(root)?;
     let mut own = Roff::new();
-    exit_status(&mut own, &exit_codes);
+    exit_status(&mut own);
     environment(&mut own, cmd);
     files(&mut own);
     examples_section(&mut own, root, path)?;
-    if path.is_empty() && !notes.is_empty() {
+    if path.is_empty() {
         own.control("SH", ["NOTES"]);
-        for line in &notes {
-            own.text([roman(line.as_str())]);
+        for line in crate::cli::HELP_NOTES.lines() {
+            own.text([roman(line)]);
             own.control("br", []);
         }
     }
@@ -196,62 +194,14 @@ fn page_command(cmd: &Command, path: &[String]) -> Command {
     ))
 }
 
-/// The after-help read for the manual.
-struct AfterHelp {
-    /// The "Exit codes:" list, as (code, meaning).
-    exit_codes: Vec<(String, String)>,
-    /// Its other lines.
-    notes: Vec<String>,
-}
-
-fn split_after_help(root: &Command) -> Result<AfterHelp, Error> {
-    let text = root
-        .get_after_long_help()
-        .or(root.get_after_help())
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    let mut codes = Vec::new();
-    let mut notes = Vec::new();
-    let mut in_codes = false;
-    for line in text.lines() {
-        if line.trim() == "Exit codes:" {
-            in_codes = true;
-            continue;
-        }
-        if in_codes {
-            let mut words = line.trim().splitn(2, char::is_whitespace);
-            if let (Some(code), Some(meaning)) = (words.next(), words.next()) {
-                if code.chars().all(|c| c.is_ascii_digit()) {
-                    codes.push((code.to_string(), meaning.trim().to_string()));
-                    continue;
-                }
-            }
-            in_codes = false;
-        }
-        if !line.trim().is_empty() {
-            notes.push(line.trim().to_string());
-        }
-    }
-    if codes.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            "the CLI definition's after-help has no \"Exit codes:\" list for the manual's EXIT \
-             STATUS section; put it back in src/cli.rs (lines of `  <code>  <meaning>`)",
-        ));
-    }
-    Ok(AfterHelp {
-        exit_codes: codes,
-        notes,
-    })
-}
-
-fn exit_status(roff: &mut Roff, codes: &[(String, String)]) {
+/// The same codes and words as `--help`, from the one list of them.
+fn exit_status(roff: &mut Roff) {
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman("Every command ends with one of these codes.")]);
-    for (code, meaning) in codes {
+    for code in crate::outcome::ExitCode::ALL {
         roff.control("TP", []);
-        roff.text([bold(code.as_str())]);
-        roff.text([roman(meaning.as_str())]);
+        roff.text([bold(code.code().to_string())]);
+        roff.text([roman(code.summary())]);
     }
 }
 
@@ -384,14 +334,25 @@ mod tests {
     }
 
     #[test]
-    fn the_exit_codes_come_from_the_after_help() {
-        let AfterHelp {
-            exit_codes: codes,
-            notes,
-        } = split_after_help(&root()).unwrap();
-        let numbers: Vec<&str> = codes.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(numbers, ["0", "1", "2", "3", "4", "5"]);
-        assert!(codes[1].1.contains("--fail-on"), "{codes:?}");
-        assert!(!notes.iter().any(|n| n.contains("Exit codes")), "{notes:?}");
+    fn help_and_manual_give_the_same_exit_codes() {
+        let help = root().render_long_help().to_string();
+        let mut page = Roff::new();
+        exit_status(&mut page);
+        let page = page.to_roff();
+        for code in crate::outcome::ExitCode::ALL {
+            let line = format!("  {}  {}", code.code(), code.summary());
+            assert!(help.contains(&line), "--help lacks {line:?}:\n{help}");
+            assert!(
+                // roff escapes each hyphen.
+                page.contains(&format!(
+                    "\\fB{}\\fR\n{}",
+                    code.code(),
+                    code.summary().replace('-', "\\-")
+                )),
+                "EXIT STATUS lacks {}:\n{page}",
+                code.code()
+            );
+        }
+        assert!(help.contains(crate::cli::HELP_NOTES), "{help}");
     }
 }
