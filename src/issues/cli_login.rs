@@ -467,11 +467,10 @@ fn rejected_secret_finding(ex: &Examination, user: &str) -> Finding {
     .evidence("token_service", "401 Unauthorized")
     .evidence(SCOPE_KEY, ex.scope_shown())
     .evidence("operator", ex.operator.describe());
-    if ex.offline() || ex.operator.running() {
-        f
-    } else {
-        f.repair(fix_command())
-    }
+    // No repair of its own: adding offline_access (the scope finding's
+    // repair) only helps once the user logs in to the web UI again, so
+    // running a command could never make this finding go away by itself.
+    f
 }
 
 /// `diagnose cli-login`.

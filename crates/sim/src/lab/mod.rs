@@ -23,6 +23,9 @@ use crate::keycloak::{KeycloakSim, RealmLifespans};
 use crate::postgres::{self, PgServer, HARBOR_SCHEMA};
 use crate::registry_seed::{self as seed, NewUser, StoredCredentials};
 
+mod every_kind;
+pub use every_kind::TEAM_KINDS;
+
 /// Harbor's namespace and Helm release in the lab, as Otomi names them.
 pub const NAMESPACE: &str = "harbor";
 const RELEASE: &str = "harbor";
