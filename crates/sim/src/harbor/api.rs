@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -59,13 +60,44 @@ pub(super) fn conflict(message: impl Into<String>) -> Response {
     error(StatusCode::CONFLICT, "CONFLICT", message)
 }
 
-/// 401 for callers who are not signed in (or whose credentials were
-/// refused), 403 for anyone but the admin.
-pub(super) fn deny_unless_admin(who: &Principal) -> Option<Response> {
-    match who {
-        Principal::Admin => None,
-        Principal::Anonymous | Principal::Rejected => Some(unauthorized()),
-        _ => Some(forbidden()),
+/// Harbor's admin-only rule: 401 for callers who are not signed in (or
+/// whose credentials were refused), 403 for anyone but the admin. It
+/// authenticates, so a handler takes it (or [`AdminBody`]) instead of
+/// calling `authenticate`: a second call would count a failed login twice
+/// and sleep twice. Place it after `Path`, whose rejection has always come
+/// before authentication.
+pub(super) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, sim: &AppState) -> Result<Self, Response> {
+        match authenticate(sim, &parts.headers, false).await {
+            Principal::Admin => Ok(Admin),
+            Principal::Anonymous | Principal::Rejected => Err(unauthorized()),
+            _ => Err(forbidden()),
+        }
+    }
+}
+
+/// The body of an admin-only request, with [`Admin`]'s check made after
+/// the body is buffered: a body axum refuses (413, too large) has always
+/// been answered before authentication, and `Admin` beside a body extractor
+/// would authenticate first, since axum runs every parts extractor before
+/// the body's.
+pub(super) struct AdminBody(pub(super) Bytes);
+
+impl FromRequest<AppState> for AdminBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, sim: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let buffered = Request::from_parts(parts.clone(), body);
+        let bytes = Bytes::from_request(buffered, sim)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Admin::from_request_parts(&mut parts, sim).await?;
+        Ok(Self(bytes))
     }
 }
 
@@ -98,6 +130,29 @@ pub(super) fn is_resource_name(headers: &HeaderMap) -> bool {
 pub(super) struct Page {
     pub(super) number: i64,
     pub(super) size: i64,
+}
+
+/// The query and its valid `page` and `page_size`, or Harbor's 400 or 422.
+/// It answers before the handler does, so place it after any extractor
+/// whose answer must come first ([`Admin`]).
+pub(super) struct Paged {
+    pub(super) params: Vec<(String, String)>,
+    pub(super) page: Page,
+}
+
+impl FromRequestParts<AppState> for Paged {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, sim: &AppState) -> Result<Self, Response> {
+        // A list of pairs takes any query string, so reading it after
+        // authentication, not before as `Query` in a handler would, changes
+        // no answer.
+        let Query(params): Params = Query::from_request_parts(parts, sim)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let page = page(&params)?;
+        Ok(Self { params, page })
+    }
 }
 
 pub(super) fn page(params: &[(String, String)]) -> Result<Page, Response> {
@@ -310,18 +365,10 @@ pub async fn systeminfo(State(sim): State<AppState>, headers: HeaderMap) -> Resp
 
 pub async fn list_robots(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     uri: Uri,
-    Query(params): Params,
+    _: Admin,
+    Paged { params, page }: Paged,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let filter = match Filter::parse(param(&params, "q"), &["name", "Level", "ProjectID"]) {
         Ok(f) => f,
         Err(r) => return r,
@@ -410,14 +457,9 @@ fn validate_robot(
 
 pub async fn create_robot(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let req: RobotReq = match parse_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -498,13 +540,9 @@ fn robot_id(raw: &str) -> Result<i64, Response> {
 
 pub async fn get_robot(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     Path(raw_id): Path<String>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let id = match robot_id(&raw_id) {
         Ok(id) => id,
         Err(r) => return r,
@@ -518,14 +556,9 @@ pub async fn get_robot(
 
 pub async fn update_robot(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     Path(raw_id): Path<String>,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let id = match robot_id(&raw_id) {
         Ok(id) => id,
         Err(r) => return r,
@@ -569,14 +602,9 @@ struct RobotSec {
 
 pub async fn refresh_robot_secret(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     Path(raw_id): Path<String>,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let id = match robot_id(&raw_id) {
         Ok(id) => id,
         Err(r) => return r,
@@ -610,13 +638,9 @@ pub async fn refresh_robot_secret(
 
 pub async fn delete_robot(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     Path(raw_id): Path<String>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let id = match robot_id(&raw_id) {
         Ok(id) => id,
         Err(r) => return r,
@@ -630,11 +654,7 @@ pub async fn delete_robot(
 // ---------------------------------------------------------------------------
 // configurations
 
-pub async fn get_configurations(State(sim): State<AppState>, headers: HeaderMap) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
+pub async fn get_configurations(State(sim): State<AppState>, _: Admin) -> Response {
     let st = sim.state.lock();
     let mut out = Map::new();
     for (key, _, readable, _) in config_items() {
@@ -650,13 +670,8 @@ pub async fn get_configurations(State(sim): State<AppState>, headers: HeaderMap)
 
 pub async fn put_configurations(
     State(sim): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let values: Map<String, Value> = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r,

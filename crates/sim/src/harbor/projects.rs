@@ -11,7 +11,6 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::{
-    bad_request, conflict, created, deny_unless_admin, error, forbidden, is_resource_name,
-    not_found, page, paged, paged_counted, param, parse_body, unauthorized, AppState, Filter,
+    bad_request, conflict, created, error, forbidden, is_resource_name, not_found, page, paged,
+    paged_counted, param, parse_body, unauthorized, Admin, AdminBody, AppState, Filter, Paged,
     Params,
 };
 use super::auth::{authenticate, Principal};
@@ -301,14 +300,8 @@ pub async fn create_project(
     State(sim): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    match who {
-        Principal::Admin => {}
-        Principal::Anonymous | Principal::Rejected => return unauthorized(),
-        _ => return forbidden(),
-    }
     if body.is_empty() {
         return invalid("project in body is required");
     }
@@ -402,12 +395,8 @@ pub async fn update_project(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path(name_or_id): Path<String>,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     if body.is_empty() {
         return invalid("project in body is required");
     }
@@ -465,11 +454,8 @@ pub async fn delete_project(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path(name_or_id): Path<String>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let mut st = sim.state.lock();
     let id = match resolve(&st, &name_or_id, &headers) {
         Ok(id) => id,
@@ -488,11 +474,8 @@ pub async fn project_deletable(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path(name_or_id): Path<String>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let st = sim.state.lock();
     let id = match resolve(&st, &name_or_id, &headers) {
         Ok(id) => id,
@@ -520,16 +503,9 @@ pub async fn list_members(
     headers: HeaderMap,
     uri: Uri,
     Path(name_or_id): Path<String>,
-    Query(params): Params,
+    _: Admin,
+    Paged { params, page }: Paged,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let st = sim.state.lock();
     let id = match resolve(&st, &name_or_id, &headers) {
         Ok(id) => id,
@@ -558,11 +534,8 @@ pub async fn get_member(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path((name_or_id, raw_mid)): Path<(String, String)>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let mid = match path_int("mid", &raw_mid) {
         Ok(m) => m,
         Err(r) => return r,
@@ -620,12 +593,8 @@ pub async fn create_member(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path(name_or_id): Path<String>,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     if body.is_empty() {
         return bad_request("the project member should provide");
     }
@@ -722,12 +691,8 @@ pub async fn update_member(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path((name_or_id, raw_mid)): Path<(String, String)>,
-    body: Bytes,
+    AdminBody(body): AdminBody,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let mid = match path_int("mid", &raw_mid) {
         Ok(m) => m,
         Err(r) => return r,
@@ -760,11 +725,8 @@ pub async fn delete_member(
     State(sim): State<AppState>,
     headers: HeaderMap,
     Path((name_or_id, raw_mid)): Path<(String, String)>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let mid = match path_int("mid", &raw_mid) {
         Ok(m) => m,
         Err(r) => return r,
@@ -789,18 +751,10 @@ pub async fn delete_member(
 /// only HTTP groups in those modes; `group_name` is a substring match.
 pub async fn list_usergroups(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     uri: Uri,
-    Query(params): Params,
+    _: Admin,
+    Paged { params, page }: Paged,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let st = sim.state.lock();
     let mode = st.config_str("auth_mode");
     let only_type = match mode.as_str() {
@@ -827,13 +781,9 @@ pub async fn list_usergroups(
 /// `GET /usergroups/{id}`: Harbor leaves the id out of this answer.
 pub async fn get_usergroup(
     State(sim): State<AppState>,
-    headers: HeaderMap,
     Path(raw_id): Path<String>,
+    _: Admin,
 ) -> Response {
-    let who = authenticate(&sim, &headers, false).await;
-    if let Some(denied) = deny_unless_admin(&who) {
-        return denied;
-    }
     let id = match path_int("group_id", &raw_id) {
         Ok(id) => id,
         Err(r) => return r,
