@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::{docker_secret, Lab, LAB_CREDENTIALS, REALM};
 use crate::harbor::RobotPermission;
-use crate::postgres;
 use crate::registry_seed::{self as seed, NewUser};
 
 /// Where a team's drift is planted, by the kind the teams check reports.
@@ -39,13 +38,7 @@ impl Lab {
             self.break_team(team, kind, &host)?;
         }
 
-        let url = self
-            .env
-            .iter()
-            .find(|(k, _)| *k == "HARBOR_DATABASE_URL")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| anyhow!("the lab has no database URL"))?;
-        let sql = postgres::connect(&url).await?;
+        let sql = self.database().await?;
         let issuer = self.keycloak.issuer(REALM);
 
         // Harbor's OIDC settings moved to a new issuer URL; this user's

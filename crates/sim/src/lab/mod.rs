@@ -488,13 +488,7 @@ impl Lab {
         for n in 0..teams {
             self.add_team(&format!("team-bench{n}"), &host)?;
         }
-        let url = self
-            .env
-            .iter()
-            .find(|(k, _)| *k == "HARBOR_DATABASE_URL")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| anyhow!("the lab has no database URL"))?;
-        let sql = postgres::connect(&url).await?;
+        let sql = self.database().await?;
         let issuer = self.keycloak.issuer(REALM);
         let names: Vec<String> = (0..users).map(|n| format!("user{n}@example.com")).collect();
         let subs: Vec<String> = (0..users)
@@ -522,6 +516,17 @@ impl Lab {
             self.keycloak.add_user(REALM, name, Some(name), sub);
         }
         Ok(())
+    }
+
+    /// A connection to the lab's registry database, for planting.
+    async fn database(&self) -> Result<tokio_postgres::Client> {
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "HARBOR_DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| anyhow!("the lab has no database URL"))?;
+        postgres::connect(url).await
     }
 
     fn registry_host(&self) -> Result<String> {
