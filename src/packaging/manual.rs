@@ -3,7 +3,8 @@
 //! clap has no notion of (EXIT STATUS, ENVIRONMENT, FILES, EXAMPLES).
 //!
 //! What can come from the definition does: the exit codes from the one
-//! list `--help` prints too (so the two cannot disagree), the environment from each option's `env`, and each example's
+//! list `--help` prints too (so the two cannot disagree), the environment
+//! from each option's `env`, and each example's
 //! page from parsing it.
 
 use std::io::{Error, ErrorKind, Write};

@@ -11,7 +11,7 @@ use crate::harbor::RobotPermission;
 use crate::registry_seed::{self as seed, NewUser};
 
 /// Where a team's drift is planted, by the kind the teams check reports.
-pub const TEAM_KINDS: [(&str, &str); 10] = [
+const TEAM_KINDS: [(&str, &str); 10] = [
     ("team-kind-project", "project-missing"),
     ("team-kind-member", "member-missing"),
     ("team-kind-disabled", "robot-disabled"),

@@ -24,7 +24,6 @@ use crate::postgres::{self, PgServer, HARBOR_SCHEMA};
 use crate::registry_seed::{self as seed, NewUser, StoredCredentials};
 
 mod every_kind;
-pub use every_kind::TEAM_KINDS;
 
 /// Harbor's namespace and Helm release in the lab, as Otomi names them.
 pub const NAMESPACE: &str = "harbor";
