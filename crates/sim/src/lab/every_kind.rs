@@ -53,11 +53,12 @@ impl Lab {
         // Harbor renames a user it deletes to `name#id` and keeps the row.
         let erin = seed::add_user(
             &sql,
-            &NewUser::new("erin@example.com#0", Some("erin@example.com#0")),
+            &NewUser::new("erin@example.com", Some("erin@example.com")),
         )
         .await?;
         sql.execute(
-            "UPDATE harbor_user SET deleted = true WHERE user_id = $1",
+            "UPDATE harbor_user SET deleted = true, username = username || '#' || user_id, \
+             email = email || '#' || user_id WHERE user_id = $1",
             &[&erin],
         )
         .await?;
