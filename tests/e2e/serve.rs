@@ -7,7 +7,7 @@
 //! Prometheus server scraping `serve` against the lab with
 //! deploy/monitoring.yaml's rules, before and after the README's repair loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -784,13 +784,21 @@ async fn a_real_prometheus_sees_the_labs_problems_until_the_readme_loop_repairs_
         broken >= 4.0,
         "at least one problem per broken check: {broken}"
     );
+    // Waited for as an exact set: before the first scrape HarborDoctorDown
+    // is pending (absent(up)), and it leaves only when its own rule is next
+    // evaluated, which can be after the Problem rule of the same round has
+    // already turned pending. A Down or any other alert that stays is a
+    // failure: the wait ends with the last answer.
     let problem_checks = ["cli-login", "multi-attach", "oidc-users", "teams"];
+    let expected: BTreeSet<(String, String)> = problem_checks
+        .iter()
+        .map(|c| ("HarborDoctorProblem".to_string(), c.to_string()))
+        .collect();
     let alerts = prometheus
-        .wait_for_alerts("HarborDoctorProblem pending for the broken checks", |a| {
-            problem_checks
-                .iter()
-                .all(|c| a.contains_key(&("HarborDoctorProblem".into(), c.to_string())))
-        })
+        .wait_for_alerts(
+            "HarborDoctorProblem pending for the broken checks, and no other alert",
+            |a| a.keys().cloned().collect::<BTreeSet<_>>() == expected,
+        )
         .await;
     for ((alert, check), state) in &alerts {
         assert_eq!(alert, "HarborDoctorProblem", "no other alert: {alerts:?}");
