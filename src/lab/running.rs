@@ -79,11 +79,27 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The planted issues as a list; on a terminal each item is wrapped at
+/// word boundaries under its dash, since the terminal would cut words.
 fn describe(out: &Output, lab: &Lab) {
     let mut text = String::from("lab: a simulated Harbor installation with these known issues:");
-    for line in lab.planted() {
-        text.push_str("\n  - ");
-        text.push_str(line);
+    let width = crate::render::stderr_terminal_width();
+    for item in lab.planted() {
+        let lines = match width {
+            Some(width) => textwrap::wrap(
+                item,
+                textwrap::Options::new(width)
+                    .initial_indent("  - ")
+                    .subsequent_indent("    ")
+                    .break_words(false)
+                    .word_splitter(textwrap::WordSplitter::NoHyphenation),
+            ),
+            None => vec![format!("  - {item}").into()],
+        };
+        for line in lines {
+            text.push('\n');
+            text.push_str(&line);
+        }
     }
     out.info(text);
 }

@@ -46,6 +46,15 @@ pub(crate) fn stdout_width() -> usize {
         .map_or(UNKNOWN_WIDTH, |w| w.max(MIN_WIDTH))
 }
 
+/// The columns of the terminal on stderr, or None when stderr is not one
+/// (a log keeps each message on one line, for grep).
+pub(crate) fn stderr_terminal_width() -> Option<usize> {
+    console::Term::stderr()
+        .size_checked()
+        .filter(|_| std::io::stderr().is_terminal())
+        .map(|(_rows, w)| (w as usize).max(MIN_WIDTH))
+}
+
 /// Piped to a file or a log: wide enough for most summaries' first
 /// sentence, narrow enough to read.
 const UNKNOWN_WIDTH: usize = 100;

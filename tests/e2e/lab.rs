@@ -441,3 +441,42 @@ fn without_postgresql_binaries_it_names_the_package_to_install() {
     );
     assert!(stdout(&o).is_empty(), "no environment without a lab");
 }
+
+/// In a terminal the planted issues wrap at its width between words, under
+/// their dash (left to the terminal, "alice's" was cut in two); piped, as
+/// in the walk test, each stays on one line for grep.
+#[test]
+fn in_a_terminal_the_planted_issues_wrap_between_words() {
+    let mut cmd = lab_command(&["--", "true"]);
+    cmd.env("LANG", "C.UTF-8");
+    let (code, shown) = pty::in_terminal_of_width(cmd, 80);
+    assert_eq!(code, 0, "{shown}");
+    let list: Vec<&str> = shown
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| !l.ends_with("with these known issues:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let items = list.iter().filter(|l| l.starts_with("  - ")).count();
+    assert!(items >= 5, "the list of planted issues:\n{shown}");
+    for line in &list {
+        assert!(
+            line.chars().count() <= 80,
+            "{line:?} is wider than 80\n{shown}"
+        );
+        assert!(
+            line.starts_with("  - ") || line.starts_with("    "),
+            "{line:?}"
+        );
+    }
+    let joined = list
+        .iter()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        joined.contains("mallory set alice's address as an unverified email"),
+        "words stay whole: {joined}"
+    );
+}

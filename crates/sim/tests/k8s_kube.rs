@@ -789,14 +789,28 @@ async fn a_holder_on_a_notready_node_never_lets_go() {
         &scene.old_replicaset,
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The garbage collector marks the holder Terminating on its own tick;
+    // waited for, not slept for, so a loaded machine cannot fail it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let holder = sim
+            .get("v1", "Pod", Some("harbor"), &scene.holder_pods[0])
+            .expect("still there");
+        if holder["metadata"]["deletionTimestamp"].is_string() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder is never marked Terminating: {holder:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Many termination periods later its kubelet still has not let go.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let holder = sim
         .get("v1", "Pod", Some("harbor"), &scene.holder_pods[0])
-        .expect("still there");
-    assert!(
-        holder["metadata"]["deletionTimestamp"].is_string(),
-        "Terminating"
-    );
+        .expect("a pod on a NotReady node is never removed");
+    assert!(holder["metadata"]["deletionTimestamp"].is_string());
     let stuck = sim
         .get("v1", "Pod", Some("harbor"), &scene.stuck_pod)
         .unwrap();
