@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use harbor_doctor_sim::k8s::{KubeSim, MultiAttachOptions, PolicyRule};
+use harbor_doctor_sim::k8s::{KubeSim, MultiAttachOptions, PolicyRule, Timing};
 use serde_json::Value;
 
 fn kubectl_binary() -> PathBuf {
@@ -1112,26 +1112,42 @@ async fn kubectl_waits_rolls_out_and_undoes() {
         ]))
         .await;
     let pod = pod.lines().next().unwrap().to_string();
-    let deleting = {
-        let k_pod = pod.clone();
-        let args: Vec<String> = ["delete", &k_pod, "-n", "harbor", "--wait=false"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args
-    };
-    let args: Vec<&str> = deleting.iter().map(String::as_str).collect();
-    k.ok(&args).await;
-    let out = k
-        .ok(&[
-            "wait",
-            "--for=delete",
-            &pod,
-            "-n",
-            "harbor",
-            "--timeout=20s",
-        ])
+    // The kubelet holds the pod in Terminating until kubectl wait watches
+    // it: finished before, kubectl would find nothing and, as the real one
+    // does for --for=delete, print nothing, which proves nothing.
+    sim.set_timing(Timing {
+        pod_termination: Duration::from_secs(3600),
+        ..Timing::default()
+    });
+    k.ok(&["delete", &pod, "-n", "harbor", "--wait=false"])
         .await;
+    sim.clear_requests();
+    let wait = [
+        "wait",
+        "--for=delete",
+        &pod,
+        "-n",
+        "harbor",
+        "--timeout=60s",
+    ];
+    let waiting = k.ok(&wait);
+    let kubelet = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Requests were cleared after the delete: a watch on the
+        // namespace's pods is kubectl wait's (by field selector on the name).
+        while !sim.requests().iter().any(|r| {
+            r.verb == "watch" && r.resource == "pods" && r.namespace.as_deref() == Some("harbor")
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kubectl wait never watched {pod}: {:#?}",
+                sim.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sim.set_timing(Timing::default());
+    };
+    let (out, ()) = tokio::join!(waiting, kubelet);
     assert!(out.trim().ends_with("condition met"), "{out}");
 
     let yes = k
