@@ -47,7 +47,9 @@ pub(crate) fn stdout_width() -> usize {
 }
 
 /// The columns of the terminal on stderr, or None when stderr is not one
-/// (a log keeps each message on one line, for grep).
+/// (a log keeps each message on one line, for grep). Only the lab wraps
+/// its own messages.
+#[cfg(feature = "lab")]
 pub(crate) fn stderr_terminal_width() -> Option<usize> {
     console::Term::stderr()
         .size_checked()
