@@ -446,31 +446,6 @@ const NEVER_REPAIRED: &[(&str, &str)] = &[
     ("teams", "not-examined"),
 ];
 
-/// A repair command as the shell would split it: words, with the single
-/// quotes `shell_quote` puts around a name such as `erin@example.com#0`.
-fn shell_words(line: &str) -> Vec<String> {
-    let (mut words, mut word, mut quoted, mut started) = (vec![], String::new(), false, false);
-    for c in line.chars() {
-        match c {
-            '\'' => (quoted, started) = (!quoted, true),
-            ' ' if !quoted => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                }
-                started = false;
-            }
-            c => {
-                word.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    words
-}
-
 /// No finding may name a repair that cannot change it: in the lab, with
 /// one case of every repairable kind planted, each finding's own command,
 /// run alone, removes that finding (same check, kind and subject). Every
@@ -512,7 +487,7 @@ async fn each_findings_own_repair_removes_it() {
             !NEVER_REPAIRED.contains(&(check.as_str(), kind.as_str())),
             "{check}/{kind} names a repair: {f:#}"
         );
-        let words = shell_words(repair);
+        let words = shell_words::split(repair).expect("a repair is one shell command line");
         assert_eq!(words[0], "harbor-doctor", "{repair}");
         let o = run({
             let mut c = doctor_in(&lab, backups.path());
